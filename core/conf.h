@@ -1,0 +1,100 @@
+/*
+ * Node configuration, parsed from YAML (libyaml). Every scalar key is one
+ * row of a table in conf.c (name, type, min, max, default, reloadable), so
+ * validation happens in one place. The parsed result is immutable: a reload
+ * parses a new sz_conf_t and the caller copies the reloadable fields.
+ *
+ * Errors are one line: "<file>:<line>: <key>: <what is wrong>", e.g.
+ *   var/stanzad.yaml:7: listen[1].port: must be between 1 and 65535
+ * where <key> is the dotted path of the offending key (list items indexed).
+ */
+#ifndef SZ_CORE_CONF_H
+#define SZ_CORE_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sz_listen_kind {
+    SZ_LISTEN_C2S,     /* "c2s": XMPP client streams, STARTTLS per <tls> */
+    SZ_LISTEN_C2S_TLS, /* "c2s-tls": XEP-0368 Direct TLS */
+    SZ_LISTEN_ADMIN,   /* "admin": HTTP /metrics and /healthz */
+    SZ_LISTEN_ECHO,    /* "echo": diagnostic byte echo for runtime tests and benchmarks */
+};
+
+enum sz_tls_mode {
+    SZ_TLS_STARTTLS_REQUIRED, /* "starttls-required" (default for c2s) */
+    SZ_TLS_STARTTLS_OPTIONAL, /* "starttls-optional" */
+    SZ_TLS_NONE,              /* "none" */
+};
+
+typedef struct sz_conf_host {
+    char *domain;   /* required, lowercased */
+    char *tls_cert; /* PEM path, may be NULL */
+    char *tls_key;  /* PEM path, may be NULL */
+    bool register_enabled; /* "register: true|false", XEP-0077, default false */
+    int line;
+} sz_conf_host_t;
+
+typedef struct sz_conf_listen {
+    enum sz_listen_kind kind; /* required */
+    char *address;            /* required: IPv4 or IPv6 literal */
+    uint16_t port;            /* required: 1..65535 */
+    enum sz_tls_mode tls;     /* c2s only; default starttls-required */
+    bool plain_without_tls;   /* default false */
+    int line;                 /* line of the list item, for later error messages */
+} sz_conf_listen_t;
+
+typedef struct sz_conf {
+    char *path; /* file it was read from */
+
+    struct {
+        uint32_t reactors;              /* "auto" gives 0: one per online CPU */
+        int log_level;                  /* enum sz_log_level; reloadable */
+        char *log_file;                 /* NULL = stderr; reopened on SIGHUP */
+        uint32_t max_conns_per_reactor; /* "auto" gives 0: RLIMIT_NOFILE - reserve */
+        uint32_t recv_buffers;          /* provided buffers per reactor, power of 2, 16..32768, default 512 */
+        uint32_t recv_buffer_bytes;     /* bytes per provided buffer, 512..65536, default 4096 */
+        uint32_t queue_entries;         /* cross-reactor ring slots per pair, power of 2, 16..1048576, default 4096 */
+        bool pin_threads;               /* pin reactor i to CPU i, default false */
+    } node;
+
+    sz_conf_host_t *hosts; /* at least one unless only admin/echo listeners */
+    size_t nhosts;
+
+    sz_conf_listen_t *listens; /* at least one */
+    size_t nlistens;
+
+    struct {
+        char *backend; /* "sqlite" (only value for now), default "sqlite" */
+        char *path;    /* default "var/data/stanzad.db" */
+    } storage;
+
+    struct {                         /* all reloadable */
+        uint32_t max_stanza_bytes;   /* 1024..16777216, default 262144 */
+        uint32_t max_depth;          /* 4..1024, default 64 */
+        uint32_t max_attrs;          /* 1..1024, default 64 */
+        uint32_t max_output_bytes;   /* per connection, 4096..1073741824, default 1048576 */
+        uint32_t admin_timeout_ms;   /* admin HTTP request deadline, 100..600000, default 10000 */
+    } limits;
+} sz_conf_t;
+
+/**
+ * Any thread. Parses <path>. On success returns 0 and stores a new config
+ * in *<out> (caller owns it; free with sz_conf_free). On failure returns
+ * -EINVAL (or -errno when the file cannot be read) and writes the one-line
+ * error into <err> (NUL-terminated, truncated to <errlen>).
+ */
+int sz_conf_load(const char *path, sz_conf_t **out, char *err, size_t errlen);
+
+/** Same as sz_conf_load, from a memory buffer; <name> is used in messages. */
+int sz_conf_parse(const char *name, const char *text, size_t len, sz_conf_t **out, char *err,
+                  size_t errlen);
+
+/** Frees <c> and everything it owns. NULL is fine. */
+void sz_conf_free(sz_conf_t *c);
+
+/** Name of a listener kind as written in YAML ("c2s", "admin", ...). */
+const char *sz_conf_kind_name(enum sz_listen_kind k);
+
+#endif
