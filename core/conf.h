@@ -7,6 +7,12 @@
  * Errors are one line: "<file>:<line>: <key>: <what is wrong>", e.g.
  *   var/stanzad.yaml:7: listen[1].port: must be between 1 and 65535
  * where <key> is the dotted path of the offending key (list items indexed).
+ * <line> is that of the key for unknown or duplicate keys, of the value for
+ * bad values, and of the list item for a missing required key or a clash
+ * between items. Errors of the YAML syntax itself use the key "yaml". Errors
+ * about the file as a whole (cannot open or read it, too large) carry no line
+ * and no key: "<file>: <what is wrong>", e.g.
+ *   var/stanzad.yaml: cannot open: No such file or directory
  */
 #ifndef SZ_CORE_CONF_H
 #define SZ_CORE_CONF_H
@@ -14,6 +20,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Larger config files are refused before parsing. */
+#define SZ_CONF_MAX_BYTES (1u << 20)
 
 enum sz_listen_kind {
     SZ_LISTEN_C2S,     /* "c2s": XMPP client streams, STARTTLS per <tls> */
@@ -93,6 +102,18 @@ int sz_conf_parse(const char *name, const char *text, size_t len, sz_conf_t **ou
 
 /** Frees <c> and everything it owns. NULL is fine. */
 void sz_conf_free(sz_conf_t *c);
+
+/**
+ * Main thread, on SIGHUP, after a successful sz_conf_load of the new file
+ * into <next>. Moves the reloadable scalar values (node.log_level,
+ * node.log_file, limits.*) from <next> into <cur>, which the running node
+ * keeps using; <next> receives the replaced values, so free it afterwards as
+ * usual. Returns how many non-reloadable scalar keys differ (they keep their
+ * current value until restart) and writes their dotted names, comma
+ * separated, into <note> when it is not NULL. hosts and listen are not
+ * compared: changing them always needs a restart.
+ */
+int sz_conf_apply_reload(sz_conf_t *cur, sz_conf_t *next, char *note, size_t notelen);
 
 /** Name of a listener kind as written in YAML ("c2s", "admin", ...). */
 const char *sz_conf_kind_name(enum sz_listen_kind k);
