@@ -199,7 +199,7 @@ static int yaml_fail(struct ctx *x)
     }
     const char *problem = x->p.problem ? x->p.problem : "cannot parse";
     if (x->p.context)
-        return fail(x, line, "yaml", "%s %s at line %d", problem, x->p.context,
+        return fail(x, line, "yaml", "%s (%s started on line %d)", problem, x->p.context,
                     (int)x->p.context_mark.line + 1);
     return fail(x, line, "yaml", "%s", problem);
 }
@@ -384,7 +384,8 @@ static int key_name(struct ctx *x, const char *prefix, char *out, size_t outlen)
 {
     const yaml_event_t *e = &x->ev;
     if (e->type != YAML_SCALAR_EVENT)
-        return fail(x, LINE(e), prefix, "keys must be plain words, not %s", type_word(e));
+        return fail(x, LINE(e), *prefix ? prefix : "yaml", "keys must be plain words, not %s",
+                    type_word(e));
     int n = e->data.scalar.length > 64 ? 64 : (int)e->data.scalar.length;
     snprintf(out, outlen, "%s%s%.*s", prefix, *prefix ? "." : "", n,
              (const char *)e->data.scalar.value);
@@ -547,8 +548,8 @@ static int parse_root(struct ctx *x)
     if ((rc = next(x)) < 0) /* past DOCUMENT_START */
         return rc;
     x->root_line = LINE(&x->ev);
-    if (is_null(&x->ev))
-        return fail(x, x->root_line, "yaml", "file is empty");
+    if (is_null(&x->ev)) /* "---" and nothing else */
+        return fail(x, 1, "yaml", "file is empty");
     if (x->ev.type != YAML_MAPPING_START_EVENT)
         return fail(x, x->root_line, "yaml", "top level must be a mapping of sections, not %s",
                     x->ev.type == YAML_SCALAR_EVENT ? "a single value" : "a list");
