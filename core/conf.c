@@ -47,9 +47,9 @@ struct row {
     const char *name; /* dotted for sections ("node.reactors"), bare in list items */
     enum type type;
     unsigned flags;
-    uint32_t min, max, def; /* def: numbers, bools, enums */
-    const char *def_str;    /* def: strings */
-    size_t off;             /* into sz_conf_t, sz_conf_host_t or sz_conf_listen_t */
+    uint32_t min, max, def;     /* def: numbers, bools, enums */
+    const char *def_str;        /* def: strings */
+    size_t off;                 /* into sz_conf_t, sz_conf_host_t or sz_conf_listen_t */
     int (*parse)(const char *); /* T_ENUM, T_STRSET: word -> value, or -1 */
     const char *choices;        /* T_ENUM, T_STRSET: words, for messages */
 };
@@ -130,6 +130,10 @@ static const struct row listen_rows[] = {
 
 #define NROWS(t) (sizeof(t) / sizeof((t)[0]))
 
+/* Seen-key sets are bitmasks (uint32_t) and per-item line arrays (int[8]). */
+_Static_assert(NROWS(conf_rows) <= 32, "conf_rows: widen the seen mask");
+_Static_assert(NROWS(host_rows) <= 8 && NROWS(listen_rows) <= 8, "item rows: widen lines[]");
+
 /* Parse state of one sz_conf_parse call. */
 struct ctx {
     yaml_parser_t p;
@@ -148,27 +152,22 @@ struct ctx {
 
 #define LINE(e) ((int)(e)->start_mark.line + 1)
 
-/* Writes one error line. Control bytes (from quoted keys or values) become
- * '?' so that the message stays on one line whatever the input holds. */
-static int vreport(char *err, size_t errlen, const char *fmt, va_list ap)
-{
-    if (!err || errlen == 0)
-        return -EINVAL;
-    vsnprintf(err, errlen, fmt, ap);
-    for (char *s = err; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
-    return -EINVAL;
-}
-
+/* Writes one error line and returns -EINVAL. Control bytes (from quoted
+ * keys or values) become '?', so the message stays on one line whatever the
+ * input holds. */
 static int report(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int report(char *err, size_t errlen, const char *fmt, ...)
 {
+    if (!err || errlen == 0)
+        return -EINVAL;
     va_list ap;
     va_start(ap, fmt);
-    vreport(err, errlen, fmt, ap);
+    vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    for (char *s = err; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
     return -EINVAL;
 }
 
@@ -224,8 +223,7 @@ static bool is_null(const yaml_event_t *e)
     if (e->type != YAML_SCALAR_EVENT || e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     const char *s = (const char *)e->data.scalar.value;
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 static const char *type_word(const yaml_event_t *e)
@@ -292,11 +290,11 @@ static int set_value(struct ctx *x, const struct row *r, void *base, const char 
     case T_U32:
     case T_U16: {
         uint32_t v = 0;
-        int rc = (r->flags & F_AUTO) && !strcmp(s, "auto") ? 0 : parse_u32(s, &v);
+        bool is_auto = (r->flags & F_AUTO) && !strcmp(s, "auto");
+        int rc = is_auto ? 0 : parse_u32(s, &v);
         if (rc < 0)
             return fail(x, line, key, "must be %sa number between %u and %u, not \"%.40s\"",
                         (r->flags & F_AUTO) ? "auto or " : "", r->min, r->max, s);
-        bool is_auto = rc == 0 && v == 0 && (r->flags & F_AUTO) && !strcmp(s, "auto");
         if (!is_auto && (rc > 0 || v < r->min || v > r->max))
             return fail(x, line, key, "must be between %u and %u", r->min, r->max);
         if (!is_auto && (r->flags & F_POW2) && (v & (v - 1)))
@@ -745,8 +743,8 @@ int sz_conf_parse(const char *name, const char *text, size_t len, sz_conf_t **ou
         return report(err, errlen, "%s: larger than %u bytes, the limit for a config file", name,
                       SZ_CONF_MAX_BYTES);
 
-    struct ctx x = {.name = name, .text = text ? text : "", .len = len, .err = err,
-                    .errlen = errlen};
+    struct ctx x = {
+        .name = name, .text = text ? text : "", .len = len, .err = err, .errlen = errlen};
     if (!yaml_parser_initialize(&x.p))
         return report(err, errlen, "%s: out of memory", name);
     yaml_parser_set_input_string(&x.p, (const unsigned char *)x.text, len);

@@ -248,7 +248,8 @@ SZ_TEST(err_yaml_syntax)
     ERR_IS(ADMIN "node:\n  reactors: 1\n log_level: info\n", 5, "yaml", "");
     ERR_IS("listen:\n  - {kind: admin, address: 127.0.0.1, port: 1]\n", 2, "yaml",
            "while parsing a flow mapping started on line 2");
-    ERR_IS(ADMIN "node:\n  log_file: \"abc\n", 5, "yaml", "(while scanning a quoted scalar started on line 4)");
+    ERR_IS(ADMIN "node:\n  log_file: \"abc\n", 5, "yaml",
+           "(while scanning a quoted scalar started on line 4)");
     ERR_IS(ADMIN "node:\n  reactors: [1, 2\n", 4, "node.reactors", "not a list");
     ERR_IS("node:\n\treactors: 1\n", 2, "yaml", "");
     /* Invalid UTF-8: the reader reports a byte offset, turned into a line. */
@@ -276,8 +277,8 @@ SZ_TEST(err_keys)
            "duplicate key");
     ERR_IS("listen:\n  - kind: admin\n    address: 127.0.0.1\n    port: 1\n    color: red\n", 5,
            "listen[0].color", "unknown key");
-    ERR_IS(ADMIN "hosts:\n  - {domain: a}\n  - {domain: b, regster: true}\n", 5,
-           "hosts[1].regster", "unknown key");
+    ERR_IS(ADMIN "hosts:\n  - {domain: a}\n  - {domain: b, regster: true}\n", 5, "hosts[1].regster",
+           "unknown key");
     ERR_IS("listen:\n  - {kind: admin, address: 127.0.0.1, port: 1, port: 2}\n", 2,
            "listen[0].port", "duplicate key");
     /* Quoted keys may hold control characters: the message stays one line. */
@@ -365,12 +366,12 @@ SZ_TEST(err_address)
 {
     ERR_IS("listen:\n  - {kind: admin, address: localhost, port: 1}\n", 2, "listen[0].address",
            "not an IPv4 or IPv6 address");
-    ERR_IS("listen:\n  - {kind: admin, address: 127.0.0.256, port: 1}\n", 2,
-           "listen[0].address", "IPv4 or IPv6");
+    ERR_IS("listen:\n  - {kind: admin, address: 127.0.0.256, port: 1}\n", 2, "listen[0].address",
+           "IPv4 or IPv6");
     ERR_IS("listen:\n  - {kind: admin, address: \"[::1]\", port: 1}\n", 2, "listen[0].address",
            "IPv4 or IPv6");
-    ERR_IS("listen:\n  - {kind: admin, address: \"1::2::3\", port: 1}\n", 2,
-           "listen[0].address", "IPv4 or IPv6");
+    ERR_IS("listen:\n  - {kind: admin, address: \"1::2::3\", port: 1}\n", 2, "listen[0].address",
+           "IPv4 or IPv6");
     ERR_IS(ADMIN "hosts:\n  - domain: a@b\n", 4, "hosts[0].domain", "not a valid domain");
     ERR_IS(ADMIN "hosts:\n  - domain: \"a..b\"\n", 4, "hosts[0].domain", "not a valid domain");
 }
@@ -409,8 +410,8 @@ SZ_TEST(err_hosts)
     ERR_IS("listen:\n  - {kind: admin, address: 127.0.0.1, port: 1}\n"
            "  - {kind: c2s, address: 127.0.0.1, port: 2}\n",
            3, "hosts", "at least one host is required by the c2s listener listen[1]");
-    ERR_IS("hosts: []\nlisten:\n  - {kind: c2s-tls, address: 127.0.0.1, port: 2}\n", 1,
-           "hosts", "c2s-tls listener listen[0]");
+    ERR_IS("hosts: []\nlisten:\n  - {kind: c2s-tls, address: 127.0.0.1, port: 2}\n", 1, "hosts",
+           "c2s-tls listener listen[0]");
     ERR_IS("hosts:\n  - domain: a\n    tls_cert: a.pem\n    tls_key: a.key\n  - domain: b\n"
            "listen:\n  - {kind: c2s-tls, address: 127.0.0.1, port: 5223}\n",
            5, "hosts[1]", "tls_cert and tls_key are required by the c2s-tls listener listen[0]");
@@ -542,9 +543,9 @@ static void parse_any(const char *text, size_t len, const char *what)
     sz_conf_t *c = NULL;
     err[0] = '\0';
     int rc = sz_conf_parse("f.yaml", text, len, &c, err, sizeof(err));
-    bool ok = rc == 0 ? c != NULL
-                      : rc == -EINVAL && c == NULL && !strncmp(err, "f.yaml:", 7) &&
-                            !strchr(err, '\n');
+    bool ok = rc == 0
+                  ? c != NULL
+                  : rc == -EINVAL && c == NULL && !strncmp(err, "f.yaml:", 7) && !strchr(err, '\n');
     if (!ok) {
         printf("# %s: rc=%d err=\"%s\"\n", what, rc, err);
         sz_t_cur_failed = 1;
@@ -596,7 +597,8 @@ SZ_TEST(hostile_inputs)
         "&x node: 1\n",
         "node: |\n  text\n",
         "\x01\x02\x03",
-        "\xff\xfe" "a\0b\0",
+        "\xff\xfe"
+        "a\0b\0",
     };
     for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
         parse_any(odd[i], strlen(odd[i]), odd[i]);
