@@ -990,6 +990,9 @@ static int prep_ipv6(const uint8_t *s, size_t len, char *out, size_t cap, size_t
         uint8_t c = s[i];
         if (c >= 'A' && c <= 'F')
             c = (uint8_t)(c + 32);
+        /* inet_pton() would stop at a NUL and ignore what follows */
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == ':' || c == '.'))
+            return domain_fail(SZ_JID_ERR_DOMAIN_IP, why);
         tmp[i - 1] = (char)c;
     }
     tmp[len - 2] = '\0';
@@ -1090,6 +1093,13 @@ static ptrdiff_t alabel_decode(struct scratch *sc, const int32_t *l, size_t n, i
         return -1;
     ptrdiff_t rn = punycode_encode(d, (size_t)dn, re, sizeof re);
     if (rn != (ptrdiff_t)n - 4 || memcmp(re, asc + 4, (size_t)rn) != 0)
+        return -1;
+    /* The U-label must already be in prepared form: unchanged by the
+     * domain mappings (a decoded uppercase letter would be lowercased on
+     * the next parse) and by NFC. */
+    int32_t mapped[2 * 63];
+    size_t mn = map_part(SZ_JID_PART_DOMAIN, d, (size_t)dn, mapped);
+    if (mn != (size_t)dn || memcmp(mapped, d, mn * sizeof *d) != 0)
         return -1;
     size_t cn;
     int32_t *c = nfc(sc, d, (size_t)dn, &cn);
@@ -1193,6 +1203,22 @@ static int prep_domain_unicode(const uint8_t *s, size_t len, char *out, size_t c
         if (j < cn)
             d[dn++] = '.';
         i = j + 1;
+    }
+    /* Mapping can turn a name into digits and dots (fullwidth digits):
+     * then it is an IPv4 address, as on the ASCII path. */
+    bool numeric = true;
+    for (size_t i = 0; i < dn && numeric; i++)
+        numeric = (d[i] >= '0' && d[i] <= '9') || d[i] == '.';
+    if (numeric) {
+        uint8_t tmp[INET_ADDRSTRLEN + 1];
+        if (dn >= sizeof tmp) {
+            *why = SZ_JID_ERR_DOMAIN_IP;
+            goto out;
+        }
+        for (size_t i = 0; i < dn; i++)
+            tmp[i] = (uint8_t)d[i];
+        rc = prep_ipv4(tmp, dn, out, cap, outlen, why);
+        goto out;
     }
     if (bidi_name) {
         for (size_t i = 0; i < dn;) {

@@ -191,6 +191,11 @@ SZ_TEST(disallowed)
     SZ_CHECK(bad("a@1.2.3", SZ_JID_ERR_DOMAIN_IP));
     SZ_CHECK(bad("a@256.1.1.1", SZ_JID_ERR_DOMAIN_IP));
     SZ_CHECK(bad("a@01.1.1.1", SZ_JID_ERR_DOMAIN_IP));
+    /* found by fuzzing: each must fail or be stable under re-parsing */
+    SZ_CHECK(bad_n("a@[::ffff\0\x15ppp.2.6.4]", 21, SZ_JID_ERR_DOMAIN_IP)); /* NUL in literal */
+    SZ_CHECK(bad("xn--gce", SZ_JID_ERR_DOMAIN_ALABEL));    /* decodes to uppercase U+13F0 */
+    SZ_CHECK(bad("\xef\xbc\x94/r", SZ_JID_ERR_DOMAIN_IP)); /* fullwidth "4" maps to "4" */
+    SZ_CHECK(ok_as("\xef\xbc\x91\xef\xbc\x92\xef\xbc\x97.0.0.1", "127.0.0.1"));
 }
 
 SZ_TEST(bidi)
