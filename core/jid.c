@@ -1258,9 +1258,11 @@ static int prep_domain(const uint8_t *s, size_t len, char *out, size_t cap, size
         return prep_domain_unicode(s, len, out, cap, outlen, why);
 
     /* ASCII fast path: lowercase and check NR-LDH labels. A-labels go the
-     * Unicode way, since they are stored as U-labels. */
+     * Unicode way, since they are stored as U-labels; so does a name too
+     * long for <low>, which may still shrink below the limit if it holds
+     * A-labels (and fails there otherwise). */
     if (len > SZ_JID_PART_MAX_BYTES)
-        return domain_fail(SZ_JID_ERR_DOMAIN_TOO_LONG, why);
+        return prep_domain_unicode(s, len, out, cap, outlen, why);
     uint8_t low[SZ_JID_PART_MAX_BYTES];
     for (size_t i = 0; i < len; i++)
         low[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (uint8_t)(s[i] + 32) : s[i];
