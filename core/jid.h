@@ -67,7 +67,7 @@ enum sz_jid_err {
     SZ_JID_ERR_RESOURCE_TOO_LONG,
     SZ_JID_ERR_RESOURCE_CHAR,
     SZ_JID_ERR_RESOURCE_CONTEXT,
-    SZ_JID_ERR_NOBUFS,          /* sz_jid_parse_into(): <cap> too small */
+    SZ_JID_ERR_NOBUFS, /* sz_jid_parse_into(): <cap> too small */
 };
 
 /** Any thread. Static string naming <e> ("local-char", ...); never NULL. */

@@ -95,8 +95,8 @@ static bool valid_name(const char *n)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)n[i];
-        bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-                      c >= 0x80;
+        bool letter =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' || c >= 0x80;
         bool other = (c >= '0' && c <= '9') || c == '-' || c == '.';
         if (!letter && !(other && i > 0))
             return false;
@@ -154,15 +154,33 @@ static void put_escaped(sz_xb_t *xb, const char *s, size_t len, bool attr)
     for (size_t i = 0; i < len; i++) {
         const char *rep;
         switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '\r': rep = "&#13;"; break; /* line-end normalization would eat it */
-        case '"': rep = attr ? "&quot;" : NULL; break;
-        case '\'': rep = attr ? "&apos;" : NULL; break;
-        case '\t': rep = attr ? "&#9;" : NULL; break; /* attribute-value normalization */
-        case '\n': rep = attr ? "&#10;" : NULL; break;
-        default: rep = NULL; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '\r':
+            rep = "&#13;";
+            break; /* line-end normalization would eat it */
+        case '"':
+            rep = attr ? "&quot;" : NULL;
+            break;
+        case '\'':
+            rep = attr ? "&apos;" : NULL;
+            break;
+        case '\t':
+            rep = attr ? "&#9;" : NULL;
+            break; /* attribute-value normalization */
+        case '\n':
+            rep = attr ? "&#10;" : NULL;
+            break;
+        default:
+            rep = NULL;
+            break;
         }
         if (!rep)
             continue;

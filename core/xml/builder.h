@@ -36,13 +36,13 @@ struct sz_xb_open {
 
 /* Lives wherever the caller likes (usually the stack); fields are private. */
 typedef struct sz_xb {
-    char *_buf;                /* output, heap, grows by doubling */
+    char *_buf; /* output, heap, grows by doubling */
     size_t _len, _cap;
-    struct sz_xb_open *_open;  /* stack of open elements */
+    struct sz_xb_open *_open; /* stack of open elements */
     uint32_t _depth, _open_cap;
-    size_t _tag;               /* offset of the start tag still taking attributes,
-                                  or SIZE_MAX once its '>' is written */
-    int _err;                  /* first error, or 0 */
+    size_t _tag; /* offset of the start tag still taking attributes,
+                    or SIZE_MAX once its '>' is written */
+    int _err;    /* first error, or 0 */
 } sz_xb_t;
 
 /** Any thread. Prepare <xb>, reserving <hint> bytes (0 for a default). */
@@ -94,8 +94,7 @@ int sz_xb_end(sz_xb_t *xb);
 int sz_xb_empty(sz_xb_t *xb, const char *name, const char *xmlns);
 
 /** Convenience: <name xmlns="<xmlns>">text</name> (xmlns may be NULL). */
-int sz_xb_leaf(sz_xb_t *xb, const char *name, const char *xmlns, const char *text,
-               size_t len);
+int sz_xb_leaf(sz_xb_t *xb, const char *name, const char *xmlns, const char *text, size_t len);
 
 /** Bytes written so far (a still-open start tag counts without its '>'). */
 size_t sz_xb_len(const sz_xb_t *xb);

@@ -16,10 +16,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                 \
-    do {                                                                                         \
-        if (!(c))                                                                                \
-            abort();                                                                             \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            abort();                                                                               \
     } while (0)
 
 static void check_part(enum sz_jid_part part, const char *s, size_t len)

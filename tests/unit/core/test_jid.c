@@ -61,11 +61,14 @@ SZ_TEST(rfc7622_valid)
     SZ_CHECK(ok_as("juliet@example.com/foo@bar", "juliet@example.com/foo@bar"));
     SZ_CHECK(ok_as("foo\\20bar@example.com", "foo\\20bar@example.com"));
     SZ_CHECK(ok_as("fussball@example.com", "fussball@example.com"));
-    SZ_CHECK(ok_as("fu\xc3\x9f" "ball@example.com", "fu\xc3\x9f" "ball@example.com"));
-    SZ_CHECK(ok_as("\xcf\x80@example.com", "\xcf\x80@example.com"));             /* π */
-    SZ_CHECK(ok_as("\xce\xa3@example.com/foo", "\xcf\x83@example.com/foo"));     /* Σ -> σ */
-    SZ_CHECK(ok_as("\xcf\x83@example.com/foo", "\xcf\x83@example.com/foo"));     /* σ */
-    SZ_CHECK(ok_as("\xcf\x82@example.com/foo", "\xcf\x82@example.com/foo"));     /* ς stays */
+    SZ_CHECK(ok_as("fu\xc3\x9f"
+                   "ball@example.com",
+                   "fu\xc3\x9f"
+                   "ball@example.com"));
+    SZ_CHECK(ok_as("\xcf\x80@example.com", "\xcf\x80@example.com"));         /* π */
+    SZ_CHECK(ok_as("\xce\xa3@example.com/foo", "\xcf\x83@example.com/foo")); /* Σ -> σ */
+    SZ_CHECK(ok_as("\xcf\x83@example.com/foo", "\xcf\x83@example.com/foo")); /* σ */
+    SZ_CHECK(ok_as("\xcf\x82@example.com/foo", "\xcf\x82@example.com/foo")); /* ς stays */
     SZ_CHECK(ok_as("king@example.com/\xe2\x99\x9a", "king@example.com/\xe2\x99\x9a")); /* ♚ */
     SZ_CHECK(ok_as("example.com", "example.com"));
     SZ_CHECK(ok_as("example.com/foobar", "example.com/foobar"));
@@ -104,7 +107,9 @@ SZ_TEST(rfc7622_invalid)
     SZ_CHECK(bad("a<b@example.com", SZ_JID_ERR_LOCAL_CHAR));
     SZ_CHECK(bad("a>b@example.com", SZ_JID_ERR_LOCAL_CHAR));
     /* fullwidth '@' is not a separator; width-mapped it is a forbidden '@' */
-    SZ_CHECK(bad("a\xef\xbc\xa0" "b@example.com", SZ_JID_ERR_LOCAL_CHAR));
+    SZ_CHECK(bad("a\xef\xbc\xa0"
+                 "b@example.com",
+                 SZ_JID_ERR_LOCAL_CHAR));
 }
 
 SZ_TEST(case_width_nfc)
@@ -117,26 +122,39 @@ SZ_TEST(case_width_nfc)
     /* halfwidth katakana KA + voiced mark -> GA (width map, then NFC) */
     SZ_CHECK(ok_as("\xef\xbd\xb6\xef\xbe\x9e@x.org", "\xe3\x82\xac@x.org"));
     /* NFC: e + COMBINING ACUTE -> é, in localpart and resourcepart */
-    SZ_CHECK(ok_as("re\xcc\x81sume\xcc\x81@x.org/e\xcc\x81", "r\xc3\xa9sum\xc3\xa9@x.org/\xc3\xa9"));
+    SZ_CHECK(
+        ok_as("re\xcc\x81sume\xcc\x81@x.org/e\xcc\x81", "r\xc3\xa9sum\xc3\xa9@x.org/\xc3\xa9"));
     /* uppercase composed and decomposed agree */
     SZ_CHECK(ok_as("\xc3\x89@x.org", "\xc3\xa9@x.org"));
     SZ_CHECK(ok_as("E\xcc\x81@x.org", "\xc3\xa9@x.org"));
     /* U+0130 full lowercase mapping: i + COMBINING DOT ABOVE */
     SZ_CHECK(ok_as("\xc4\xb0@x.org", "i\xcc\x87@x.org"));
     /* Final_Sigma: ΟΔΟΣ -> οδος with final ς */
-    SZ_CHECK(ok_as("\xce\x9f\xce\x94\xce\x9f\xce\xa3@x.org",
-                   "\xce\xbf\xce\xb4\xce\xbf\xcf\x82@x.org"));
+    SZ_CHECK(
+        ok_as("\xce\x9f\xce\x94\xce\x9f\xce\xa3@x.org", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82@x.org"));
     /* ß is not case folded to ss */
-    SZ_CHECK(ok_as("FU\xc3\x9f" "BALL@x.org", "fu\xc3\x9f" "ball@x.org"));
+    SZ_CHECK(ok_as("FU\xc3\x9f"
+                   "BALL@x.org",
+                   "fu\xc3\x9f"
+                   "ball@x.org"));
     /* resourcepart: non-ASCII spaces map to U+0020, fullwidth is kept */
-    SZ_CHECK(ok_as("a@x.org/foo\xc2\xa0" "bar", "a@x.org/foo bar"));
-    SZ_CHECK(ok_as("a@x.org/foo\xe3\x80\x80" "bar", "a@x.org/foo bar"));
+    SZ_CHECK(ok_as("a@x.org/foo\xc2\xa0"
+                   "bar",
+                   "a@x.org/foo bar"));
+    SZ_CHECK(ok_as("a@x.org/foo\xe3\x80\x80"
+                   "bar",
+                   "a@x.org/foo bar"));
     SZ_CHECK(ok_as("a@x.org/\xef\xbc\xa1", "a@x.org/\xef\xbc\xa1"));
     /* domain: lowercase, trailing dot, U-labels, A-labels to U-labels */
     SZ_CHECK(ok_as("a@EXAMPLE.Com.", "a@example.com"));
-    SZ_CHECK(ok_as("B\xc3\x9c" "CHER.example", "b\xc3\xbc" "cher.example"));
-    SZ_CHECK(ok_as("xn--bcher-kva.example", "b\xc3\xbc" "cher.example"));
-    SZ_CHECK(ok_as("XN--BCHER-KVA.example/r", "b\xc3\xbc" "cher.example/r"));
+    SZ_CHECK(ok_as("B\xc3\x9c"
+                   "CHER.example",
+                   "b\xc3\xbc"
+                   "cher.example"));
+    SZ_CHECK(ok_as("xn--bcher-kva.example", "b\xc3\xbc"
+                                            "cher.example"));
+    SZ_CHECK(ok_as("XN--BCHER-KVA.example/r", "b\xc3\xbc"
+                                              "cher.example/r"));
     SZ_CHECK(ok_as("\xe4\xbe\x8b\xe3\x80\x82\xe4\xb8\xad\xe5\x9b\xbd", /* 例。中国 */
                    "\xe4\xbe\x8b.\xe4\xb8\xad\xe5\x9b\xbd"));
     SZ_CHECK(ok_as("\xef\xbd\x85\xef\xbd\x98.com", "ex.com")); /* fullwidth ex */
@@ -148,15 +166,19 @@ SZ_TEST(case_width_nfc)
 
 SZ_TEST(disallowed)
 {
-    SZ_CHECK(bad("foo\xc2\xa0" "bar@x.org", SZ_JID_ERR_LOCAL_CHAR));   /* NBSP (Zs) */
-    SZ_CHECK(bad("foo\xe2\x80\x8b" "bar@x.org", SZ_JID_ERR_LOCAL_CHAR)); /* ZWSP (ignorable) */
-    SZ_CHECK(bad("\xee\x80\x80@x.org", SZ_JID_ERR_LOCAL_CHAR));         /* private use */
-    SZ_CHECK(bad("\xcd\xb8@x.org", SZ_JID_ERR_LOCAL_CHAR));             /* U+0378 unassigned */
-    SZ_CHECK(bad("\xef\xb7\x90@x.org", SZ_JID_ERR_LOCAL_CHAR));         /* U+FDD0 noncharacter */
-    SZ_CHECK(bad("a\xe2\x84\xa2@x.org", SZ_JID_ERR_LOCAL_CHAR));        /* ™ (HasCompat) */
+    SZ_CHECK(bad("foo\xc2\xa0"
+                 "bar@x.org",
+                 SZ_JID_ERR_LOCAL_CHAR)); /* NBSP (Zs) */
+    SZ_CHECK(bad("foo\xe2\x80\x8b"
+                 "bar@x.org",
+                 SZ_JID_ERR_LOCAL_CHAR));                        /* ZWSP (ignorable) */
+    SZ_CHECK(bad("\xee\x80\x80@x.org", SZ_JID_ERR_LOCAL_CHAR));  /* private use */
+    SZ_CHECK(bad("\xcd\xb8@x.org", SZ_JID_ERR_LOCAL_CHAR));      /* U+0378 unassigned */
+    SZ_CHECK(bad("\xef\xb7\x90@x.org", SZ_JID_ERR_LOCAL_CHAR));  /* U+FDD0 noncharacter */
+    SZ_CHECK(bad("a\xe2\x84\xa2@x.org", SZ_JID_ERR_LOCAL_CHAR)); /* ™ (HasCompat) */
     SZ_CHECK(bad("a@x.org/a\x01", SZ_JID_ERR_RESOURCE_CHAR));
     SZ_CHECK(bad("a@x.org/a\x7f", SZ_JID_ERR_RESOURCE_CHAR));
-    SZ_CHECK(bad("a@x.org/a\xc2\x85", SZ_JID_ERR_RESOURCE_CHAR));       /* NEL (Cc) */
+    SZ_CHECK(bad("a@x.org/a\xc2\x85", SZ_JID_ERR_RESOURCE_CHAR)); /* NEL (Cc) */
     SZ_CHECK(bad("a@x.org/\xee\x80\x80", SZ_JID_ERR_RESOURCE_CHAR));
     SZ_CHECK(bad("a@x.org/\xe2\x80\x8b", SZ_JID_ERR_RESOURCE_CHAR));
     SZ_CHECK(bad_n("a@x.org/a\0b", 11, SZ_JID_ERR_RESOURCE_CHAR));
@@ -165,9 +187,13 @@ SZ_TEST(disallowed)
     SZ_CHECK(ok_as("a@x.org/\xe2\x84\xa2 \xe2\x85\xa3", "a@x.org/\xe2\x84\xa2 \xe2\x85\xa3"));
     /* contextual rules */
     SZ_CHECK(ok_as("col\xc2\xb7lecci\xc3\xb3@x.org", "col\xc2\xb7lecci\xc3\xb3@x.org"));
-    SZ_CHECK(bad("a\xc2\xb7" "b@x.org", SZ_JID_ERR_LOCAL_CONTEXT));
-    SZ_CHECK(bad("a\xe2\x80\x8d" "b@x.org", SZ_JID_ERR_LOCAL_CONTEXT)); /* ZWJ after a Latin */
-    SZ_CHECK(bad("\xd9\xa1\xdb\xb1@x.org", SZ_JID_ERR_LOCAL_CONTEXT));  /* ١۱ mixed digits */
+    SZ_CHECK(bad("a\xc2\xb7"
+                 "b@x.org",
+                 SZ_JID_ERR_LOCAL_CONTEXT));
+    SZ_CHECK(bad("a\xe2\x80\x8d"
+                 "b@x.org",
+                 SZ_JID_ERR_LOCAL_CONTEXT));                           /* ZWJ after a Latin */
+    SZ_CHECK(bad("\xd9\xa1\xdb\xb1@x.org", SZ_JID_ERR_LOCAL_CONTEXT)); /* ١۱ mixed digits */
     /* domains */
     SZ_CHECK(bad("a@exa_mple.com", SZ_JID_ERR_DOMAIN_CHAR));
     SZ_CHECK(bad("a@-example.com", SZ_JID_ERR_DOMAIN_LABEL));
@@ -178,7 +204,9 @@ SZ_TEST(disallowed)
     SZ_CHECK(bad("a@.example.com", SZ_JID_ERR_DOMAIN_LABEL));
     SZ_CHECK(bad("a@ex ample.com", SZ_JID_ERR_DOMAIN_CHAR));
     SZ_CHECK(bad("a@\xe2\x99\x9a.com", SZ_JID_ERR_DOMAIN_CHAR));
-    SZ_CHECK(bad("a@\xcc\x81" "a.com", SZ_JID_ERR_DOMAIN_CHAR));        /* leading combining mark */
+    SZ_CHECK(bad("a@\xcc\x81"
+                 "a.com",
+                 SZ_JID_ERR_DOMAIN_CHAR)); /* leading combining mark */
     /* well-formed Punycode for a U-label with a disallowed code point */
     SZ_CHECK(bad("a@xn--abc.com", SZ_JID_ERR_DOMAIN_CHAR));
     SZ_CHECK(bad("a@xn--bcher-kva9.com", SZ_JID_ERR_DOMAIN_ALABEL));
@@ -201,13 +229,19 @@ SZ_TEST(disallowed)
 SZ_TEST(bidi)
 {
     /* Hebrew localpart (RTL, all R) */
-    SZ_CHECK(ok_as("\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d@x.org", "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d@x.org"));
+    SZ_CHECK(
+        ok_as("\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d@x.org", "\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d@x.org"));
     /* LTR first with an R inside: condition 5 */
     SZ_CHECK(bad("a\xd7\xa9@x.org", SZ_JID_ERR_LOCAL_BIDI));
     /* RTL first with an L inside: condition 2 */
-    SZ_CHECK(bad("\xd7\xa9" "a@x.org", SZ_JID_ERR_LOCAL_BIDI));
+    SZ_CHECK(bad("\xd7\xa9"
+                 "a@x.org",
+                 SZ_JID_ERR_LOCAL_BIDI));
     /* RTL label then a digit at the end is fine (condition 3 allows EN) */
-    SZ_CHECK(ok_as("\xd7\xa9" "1@x.org", "\xd7\xa9" "1@x.org"));
+    SZ_CHECK(ok_as("\xd7\xa9"
+                   "1@x.org",
+                   "\xd7\xa9"
+                   "1@x.org"));
     /* Arabic domain label next to an LTR one */
     SZ_CHECK(ok_as("a@\xd9\x85\xd8\xab\xd8\xa7\xd9\x84.example",
                    "a@\xd9\x85\xd8\xab\xd8\xa7\xd9\x84.example"));
@@ -305,18 +339,18 @@ SZ_TEST(length_limits)
 
 SZ_TEST(utf8)
 {
-    SZ_CHECK(bad("\xc0\xaf@x.org", SZ_JID_ERR_UTF8));             /* overlong '/' */
-    SZ_CHECK(bad("\xc1\x81@x.org", SZ_JID_ERR_UTF8));             /* overlong 'A' */
-    SZ_CHECK(bad("\xe0\x80\xaf@x.org", SZ_JID_ERR_UTF8));         /* 3-byte overlong */
-    SZ_CHECK(bad("\xf0\x80\x80\xaf@x.org", SZ_JID_ERR_UTF8));     /* 4-byte overlong */
-    SZ_CHECK(bad("\xed\xa0\x80@x.org", SZ_JID_ERR_UTF8));         /* U+D800 */
-    SZ_CHECK(bad("a@x.org/\xed\xbf\xbf", SZ_JID_ERR_UTF8));       /* U+DFFF */
+    SZ_CHECK(bad("\xc0\xaf@x.org", SZ_JID_ERR_UTF8));         /* overlong '/' */
+    SZ_CHECK(bad("\xc1\x81@x.org", SZ_JID_ERR_UTF8));         /* overlong 'A' */
+    SZ_CHECK(bad("\xe0\x80\xaf@x.org", SZ_JID_ERR_UTF8));     /* 3-byte overlong */
+    SZ_CHECK(bad("\xf0\x80\x80\xaf@x.org", SZ_JID_ERR_UTF8)); /* 4-byte overlong */
+    SZ_CHECK(bad("\xed\xa0\x80@x.org", SZ_JID_ERR_UTF8));     /* U+D800 */
+    SZ_CHECK(bad("a@x.org/\xed\xbf\xbf", SZ_JID_ERR_UTF8));   /* U+DFFF */
     SZ_CHECK(bad("a@\xed\xa0\x80.org", SZ_JID_ERR_UTF8));
-    SZ_CHECK(bad("\xf4\x90\x80\x80@x.org", SZ_JID_ERR_UTF8));     /* > U+10FFFF */
+    SZ_CHECK(bad("\xf4\x90\x80\x80@x.org", SZ_JID_ERR_UTF8)); /* > U+10FFFF */
     SZ_CHECK(bad("\xf5\x80\x80\x80@x.org", SZ_JID_ERR_UTF8));
-    SZ_CHECK(bad("a\xc3@x.org", SZ_JID_ERR_UTF8));                /* truncated */
+    SZ_CHECK(bad("a\xc3@x.org", SZ_JID_ERR_UTF8)); /* truncated */
     SZ_CHECK(bad("a@x.org/a\xe2\x82", SZ_JID_ERR_UTF8));
-    SZ_CHECK(bad("\x80@x.org", SZ_JID_ERR_UTF8));                 /* lone continuation */
+    SZ_CHECK(bad("\x80@x.org", SZ_JID_ERR_UTF8)); /* lone continuation */
     SZ_CHECK(bad("\xff@x.org", SZ_JID_ERR_UTF8));
 }
 
