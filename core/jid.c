@@ -986,17 +986,13 @@ static int prep_ascii_text(enum sz_jid_part part, const uint8_t *s, size_t len, 
 /* PRECIS enforcement (RFC 8264 §7): mapping rules, NFC, then the behavioral
  * rules (code point classes, contexts) and, for the UsernameCaseMapped
  * localpart, the Bidi Rule. */
-static int prep_text(enum sz_jid_part part, const uint8_t *s, size_t len, char *out, size_t cap,
-                     size_t *outlen, enum sz_jid_err *why)
+/* Kept out of line (like prep_domain_unicode()): its 8 KiB scratch frame
+ * would otherwise cost the ASCII path a stack-clash probe per page. */
+static __attribute__((noinline)) int prep_text_unicode(enum sz_jid_part part, const uint8_t *s,
+                                                       size_t len, char *out, size_t cap,
+                                                       size_t *outlen, enum sz_jid_err *why)
 {
     const struct part_errs *pe = part_errs(part);
-    if (len > SZ_JID_INPUT_PART_MAX_BYTES) {
-        *why = pe->too_long;
-        return -EINVAL;
-    }
-    if (ascii_only(s, len))
-        return prep_ascii_text(part, s, len, out, cap, outlen, why);
-
     struct scratch sc;
     scratch_init(&sc);
     int rc = -EINVAL;
@@ -1033,6 +1029,18 @@ static int prep_text(enum sz_jid_part part, const uint8_t *s, size_t len, char *
 out:
     scratch_release(&sc);
     return rc;
+}
+
+static int prep_text(enum sz_jid_part part, const uint8_t *s, size_t len, char *out, size_t cap,
+                     size_t *outlen, enum sz_jid_err *why)
+{
+    if (len > SZ_JID_INPUT_PART_MAX_BYTES) {
+        *why = part_errs(part)->too_long;
+        return -EINVAL;
+    }
+    if (ascii_only(s, len))
+        return prep_ascii_text(part, s, len, out, cap, outlen, why);
+    return prep_text_unicode(part, s, len, out, cap, outlen, why);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1199,8 +1207,9 @@ static enum sz_jid_err ulabel_check(const int32_t *l, size_t n)
 
 /* Unicode path: map, NFC, convert A-labels, check each label, then the
  * Bidi Rule over all labels of a bidi domain name (RFC 5893 §2). */
-static int prep_domain_unicode(const uint8_t *s, size_t len, char *out, size_t cap, size_t *outlen,
-                               enum sz_jid_err *why)
+static __attribute__((noinline)) int prep_domain_unicode(const uint8_t *s, size_t len, char *out,
+                                                         size_t cap, size_t *outlen,
+                                                         enum sz_jid_err *why)
 {
     struct scratch sc;
     scratch_init(&sc);
