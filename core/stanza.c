@@ -179,8 +179,8 @@ static size_t esc_len(const char *s, size_t n)
         case '&': o += 5; break;
         case '<': case '>': o += 4; break;
         case '\'': case '"': o += 6; break;
-        case '\t': case '\n': o += 4; break;
-        case '\r': o += 5; break;
+        case '\t': o += 4; break; /* &#9; */
+        case '\n': case '\r': o += 5; break; /* &#10; &#13; */
         default: o += 1;
         }
     }

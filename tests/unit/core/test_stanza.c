@@ -215,6 +215,13 @@ SZ_TEST(rewrite)
     SZ_CHECK_STR(attr_str(p2, SZ_XML_A_TO), "a@b");
     SZ_CHECK_STR(attr_str(p2, SZ_XML_A_FROM), "c@d/e");
     SZ_CHECK(sz_stanza_tree(p2) != NULL);
+    /* every escaped character at once, including line ends */
+    sz_stanza_t *p4 = sz_stanza_rewrite(p2, "\n\r\t<>&'\"", 8, NULL, 0);
+    SZ_CHECK_STR(sz_stanza_raw(p4, NULL), "<presence to='&#10;&#13;&#9;&lt;&gt;&amp;&apos;&quot;' "
+                                          "from='c@d/e'/>");
+    SZ_CHECK_STR(attr_str(p4, SZ_XML_A_TO), "\n\r\t<>&'\"");
+    SZ_CHECK_STR(attr_str(p4, SZ_XML_A_FROM), "c@d/e");
+    sz_stanza_unref(p4);
     /* shorter replacement, attributes after it shift back */
     sz_stanza_t *p3 = sz_stanza_rewrite(r2, "x", 1, NULL, 0);
     SZ_CHECK_STR(attr_str(p3, SZ_XML_A_TO), "x");
