@@ -1,0 +1,700 @@
+/*
+ * Connection lifecycle on one reactor. State changes that submit work
+ * (send, cancel, close_direct, handoff) happen only in sz_conns_flush(),
+ * which pops each dirty connection once per iteration: so a connection
+ * handed to another reactor is never still referenced by this reactor's
+ * flush list, and a connection is freed only after every operation that
+ * names it has completed (SZ_CF_RECV/SEND/CLOSE clear).
+ */
+#include "net/conn.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+
+_Static_assert(sizeof(sz_conn_t) == 104, "sz_conn_t layout changed: update the budget in conn.h");
+
+#define SZ_CF_RECV      0x01 /* multishot recv armed */
+#define SZ_CF_SEND      0x02 /* a send is in flight */
+#define SZ_CF_CANCEL    0x04 /* cancel of all I/O submitted */
+#define SZ_CF_CLOSE     0x08 /* close_direct submitted */
+#define SZ_CF_MOVE      0x10 /* MSG_RING SEND_FD submitted: not ours any more */
+#define SZ_CF_DIRTY     0x20 /* on the flush list */
+#define SZ_CF_EOF       0x40 /* peer closed its side */
+
+#define DRAIN_DEADLINE_MS 5000
+#define OBUF_MIN          2048
+#define SEND_IOV_MAX      32
+
+uint32_t sz_conn_max_output = 1u << 20;
+
+struct sz_obuf {
+    sz_obuf_t *next;
+    const char *p;     /* first unsent byte */
+    uint32_t len;      /* unsent bytes from p */
+    uint32_t cap;      /* >0: bytes of data[] (appendable); 0: external */
+    void (*release)(void *ref);
+    void *ref;
+    char data[];
+};
+
+/* 24 bytes per slot; the table is sized for every slot but its pages are
+ * touched only as slots are used. */
+struct slot_entry {
+    sz_conn_t *c;
+    struct send_op *op; /* sendmsg state in flight, if any */
+    uint32_t gen;
+    uint32_t _pad;
+};
+
+struct sz_conns {
+    struct slot_entry *slots;
+    uint32_t nslots;
+    uint32_t gen_next;
+    sz_conn_t *dirty;
+    const sz_proto_t *const *protos;
+    unsigned nprotos;
+    uint64_t id_next;
+    uint32_t slot_closes; /* close_direct of moved-away slots in flight */
+    uint32_t live;        /* connections allocated here */
+};
+
+/* State for a sendmsg in flight; freed on its completion. */
+struct send_op {
+    struct msghdr msg;
+    struct iovec iov[SEND_IOV_MAX];
+};
+
+static inline sz_conns_t *conns_of(sz_reactor_t *r)
+{
+    return r->net;
+}
+
+sz_reactor_t *sz_conn_reactor(const sz_conn_t *c)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    if (!r || r->id != c->reactor)
+        abort(); /* a connection touched from a thread that does not own it */
+    return r;
+}
+
+static void mark_dirty(sz_reactor_t *r, sz_conn_t *c)
+{
+    if (c->flags & SZ_CF_DIRTY)
+        return;
+    sz_conns_t *cs = conns_of(r);
+    c->flags |= SZ_CF_DIRTY;
+    c->dirty_next = cs->dirty;
+    cs->dirty = c;
+}
+
+static sz_conn_t *lookup(sz_conns_t *cs, uint64_t ud)
+{
+    uint32_t slot = SZ_UD_SLOT(ud);
+    if (slot >= cs->nslots)
+        return NULL;
+    struct slot_entry *e = &cs->slots[slot];
+    /* Stale completion for an earlier connection on this slot: drop. */
+    if (!e->c || e->gen != SZ_UD_GEN(ud))
+        return NULL;
+    return e->c;
+}
+
+static void arm_recv(sz_reactor_t *r, sz_conn_t *c)
+{
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = r->bufs.bgid;
+    sqe->user_data = sz_ud(SZ_OP_RECV, c->gen, c->slot);
+    c->flags |= SZ_CF_RECV;
+}
+
+/* Cancels requests on the connection's descriptor: all of them (<all>),
+ * or only the multishot recv. The cancelled requests still complete and
+ * clear their flags; the cancel's own completion clears SZ_CF_CANCEL, and
+ * a move waits for it so no completion can name a connection that left. */
+static void cancel_io(sz_reactor_t *r, sz_conn_t *c, bool all)
+{
+    if (c->flags & SZ_CF_CANCEL)
+        return;
+    c->flags |= SZ_CF_CANCEL;
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    if (all)
+        io_uring_prep_cancel_fd(sqe, (int)c->slot,
+                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+    else
+        io_uring_prep_cancel64(sqe, sz_ud(SZ_OP_RECV, c->gen, c->slot), 0);
+    sqe->user_data = sz_ud(SZ_OP_CANCEL, c->gen, c->slot);
+}
+
+static void install(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
+{
+    sz_conns_t *cs = conns_of(r);
+    c->slot = slot;
+    c->gen = cs->gen_next++ & 0xffffffu;
+    c->reactor = (uint16_t)r->id;
+    cs->slots[slot].c = c;
+    cs->slots[slot].gen = c->gen;
+    cs->live++;
+    SZ_STAT_ADD(&r->stats, conns_open, 1);
+    SZ_STAT_ADD(&r->stats, slots_used, 1);
+}
+
+sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener)
+{
+    sz_conns_t *cs = conns_of(r);
+    sz_conn_t *c = sz_calloc(1, sizeof(*c));
+    c->proto = cs->protos[listener];
+    c->listener = (uint8_t)listener;
+    c->id = ((uint64_t)r->id << 48) | cs->id_next++;
+    install(r, c, slot);
+    SZ_STAT_ADD(&r->stats, accepted, 1);
+    arm_recv(r, c);
+    if (c->proto->on_open)
+        c->proto->on_open(c);
+    return c;
+}
+
+/* ---- output queue ---------------------------------------------------- */
+
+static void obuf_free(sz_obuf_t *b)
+{
+    if (b->release)
+        b->release(b->ref);
+    sz_free(b);
+}
+
+static void drop_output(sz_conn_t *c)
+{
+    sz_obuf_t *b = c->out_head;
+    while (b) {
+        sz_obuf_t *next = b->next;
+        obuf_free(b);
+        b = next;
+    }
+    c->out_head = c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+static int may_queue(sz_conn_t *c, size_t n)
+{
+    if (c->state == SZ_CONN_CLOSING || c->state == SZ_CONN_DRAINING)
+        return -EPIPE;
+    uint32_t cap = __atomic_load_n(&sz_conn_max_output, __ATOMIC_RELAXED);
+    if (n > cap || c->out_bytes + n > cap)
+        return -ENOBUFS;
+    return 0;
+}
+
+static void queue_obuf(sz_reactor_t *r, sz_conn_t *c, sz_obuf_t *b)
+{
+    b->next = NULL;
+    if (c->out_tail)
+        c->out_tail->next = b;
+    else
+        c->out_head = b;
+    c->out_tail = b;
+    c->out_bytes += b->len;
+    mark_dirty(r, c);
+}
+
+int sz_conn_send(sz_conn_t *c, const void *p, size_t n)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    int ret = may_queue(c, n);
+    if (ret < 0)
+        return ret;
+    if (n == 0)
+        return 0;
+    /* Append to the tail buffer while it has room and is not being sent
+     * (a send in flight may point into its unsent part, but appending
+     * after its end does not move those bytes). */
+    sz_obuf_t *t = c->out_tail;
+    if (t && t->cap) {
+        size_t used = (size_t)(t->p - t->data) + t->len;
+        size_t room = t->cap - used;
+        size_t k = n < room ? n : room;
+        memcpy(t->data + used, p, k);
+        t->len += (uint32_t)k;
+        c->out_bytes += (uint32_t)k;
+        p = (const char *)p + k;
+        n -= k;
+        if (n == 0) {
+            mark_dirty(r, c);
+            return 0;
+        }
+    }
+    size_t cap = n < OBUF_MIN ? OBUF_MIN : n;
+    sz_obuf_t *b = sz_malloc(sizeof(*b) + cap);
+    memcpy(b->data, p, n);
+    b->p = b->data;
+    b->len = (uint32_t)n;
+    b->cap = (uint32_t)cap;
+    b->release = NULL;
+    b->ref = NULL;
+    queue_obuf(r, c, b);
+    return 0;
+}
+
+int sz_conn_send_ref(sz_conn_t *c, const void *p, size_t n, void (*release)(void *ref),
+                     void *ref)
+{
+    int ret = may_queue(c, n);
+    if (ret < 0) {
+        if (release)
+            release(ref);
+        return ret;
+    }
+    sz_obuf_t *b = sz_malloc(sizeof(*b));
+    b->p = p;
+    b->len = (uint32_t)n;
+    b->cap = 0;
+    b->release = release;
+    b->ref = ref;
+    queue_obuf(sz_reactor_self(), c, b);
+    return 0;
+}
+
+static void submit_send(sz_reactor_t *r, sz_conn_t *c)
+{
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    if (!c->out_head->next) {
+        io_uring_prep_send(sqe, (int)c->slot, c->out_head->p, c->out_head->len, MSG_NOSIGNAL);
+        sqe->user_data = sz_ud(SZ_OP_SEND, c->gen, c->slot);
+    } else {
+        /* Several buffers: one sendmsg for all of them (up to 32). */
+        struct send_op *op = sz_malloc(sizeof(*op));
+        memset(&op->msg, 0, sizeof(op->msg));
+        unsigned n = 0;
+        for (sz_obuf_t *b = c->out_head; b && n < SEND_IOV_MAX; b = b->next, n++) {
+            op->iov[n].iov_base = (void *)b->p;
+            op->iov[n].iov_len = b->len;
+        }
+        op->msg.msg_iov = op->iov;
+        op->msg.msg_iovlen = n;
+        io_uring_prep_sendmsg(sqe, (int)c->slot, &op->msg, MSG_NOSIGNAL);
+        sqe->user_data = sz_ud(SZ_OP_SEND, c->gen, c->slot);
+        /* Kept beside the slot, not in the connection: it exists only
+         * while the send is in flight. */
+        conns_of(r)->slots[c->slot].op = op;
+    }
+    sqe->flags |= IOSQE_FIXED_FILE;
+    c->flags |= SZ_CF_SEND;
+}
+
+/* Drops <n> sent bytes from the head of the queue. */
+static void consume_output(sz_conn_t *c, uint32_t n)
+{
+    c->out_bytes -= n;
+    while (n) {
+        sz_obuf_t *b = c->out_head;
+        if (n < b->len) {
+            b->p += n;
+            b->len -= n;
+            return;
+        }
+        n -= b->len;
+        c->out_head = b->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        obuf_free(b);
+    }
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void on_conn_timer(sz_timer_t *t)
+{
+    sz_conn_t *c = (sz_conn_t *)((char *)t - offsetof(sz_conn_t, timer));
+    if (c->state == SZ_CONN_DRAINING) {
+        /* Flush deadline passed: the peer does not read. */
+        c->state = SZ_CONN_CLOSING;
+        mark_dirty(sz_reactor_self(), c);
+        return;
+    }
+    if (c->state != SZ_CONN_ACTIVE)
+        return;
+    if (c->proto->on_timer)
+        c->proto->on_timer(c);
+    else
+        sz_conn_close(c, false);
+}
+
+void sz_conn_set_timer(sz_conn_t *c, uint64_t ms)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    sz_timer_arm(&r->wheel, &c->timer, sz_reactor_now(r) + ms, on_conn_timer);
+}
+
+void sz_conn_cancel_timer(sz_conn_t *c)
+{
+    sz_timer_cancel(&sz_reactor_self()->wheel, &c->timer);
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+void sz_conn_close(sz_conn_t *c, bool flush)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    if (c->state == SZ_CONN_CLOSING || (c->flags & SZ_CF_MOVE))
+        return;
+    if (flush && c->out_head) {
+        if (c->state == SZ_CONN_DRAINING)
+            return;
+        c->state = SZ_CONN_DRAINING;
+        sz_timer_arm(&r->wheel, &c->timer, sz_reactor_now(r) + DRAIN_DEADLINE_MS, on_conn_timer);
+    } else {
+        c->state = SZ_CONN_CLOSING;
+        sz_timer_cancel(&r->wheel, &c->timer);
+    }
+    mark_dirty(r, c);
+}
+
+static void free_conn(sz_reactor_t *r, sz_conn_t *c)
+{
+    sz_conns_t *cs = conns_of(r);
+    sz_timer_cancel(&r->wheel, &c->timer);
+    if (c->proto->on_close)
+        c->proto->on_close(c);
+    drop_output(c);
+    cs->live--;
+    sz_free(c);
+}
+
+/* ---- handoff ----------------------------------------------------------- */
+
+int sz_conn_move(sz_conn_t *c, unsigned dst)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    if (dst >= r->n || dst == r->id)
+        return -EINVAL;
+    if (c->state != SZ_CONN_ACTIVE)
+        return -EBUSY;
+    c->state = SZ_CONN_MOVING;
+    c->move_to = (uint16_t)dst;
+    sz_timer_cancel(&r->wheel, &c->timer);
+    /* Stop reading here; bytes the kernel has not handed us yet stay in
+     * the socket and are read by the destination, in order. */
+    if (c->flags & (SZ_CF_RECV | SZ_CF_SEND))
+        cancel_io(r, c, true);
+    mark_dirty(r, c);
+    return 0;
+}
+
+static void submit_move(sz_reactor_t *r, sz_conn_t *c)
+{
+    int fd = __atomic_load_n(&r->ring_fds[c->move_to], __ATOMIC_ACQUIRE);
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    /* IORING_MSG_SEND_FD: install our direct descriptor <slot> into the
+     * destination's table at a free index (FILE_INDEX_ALLOC); the
+     * destination's completion carries <off> as user_data, here the
+     * connection pointer, so descriptor and state arrive as one event. */
+    io_uring_prep_rw(IORING_OP_MSG_RING, sqe, fd, (void *)(uintptr_t)IORING_MSG_SEND_FD, 0,
+                     sz_ud_ptr(SZ_OP_MOVE_IN, c));
+    sqe->addr3 = c->slot;
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+    sqe->user_data = sz_ud(SZ_OP_MOVE_OUT, c->gen, c->slot);
+    c->flags |= SZ_CF_MOVE;
+    /* From here on <c> belongs to the destination as soon as the kernel
+     * delivers it: this reactor only remembers the slot. */
+}
+
+static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
+    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
+        return;
+    if (cqe->res >= 0) {
+        /* Moved: forget the connection without touching it, and close our
+         * copy of the descriptor. */
+        cs->slots[slot].c = NULL;
+        cs->live--;
+        SZ_STAT_SUB(&r->stats, conns_open, 1);
+        SZ_STAT_ADD(&r->stats, handoff_out, 1);
+        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+        io_uring_prep_close_direct(sqe, slot);
+        sqe->user_data = sz_ud(SZ_OP_SLOT_CLOSE, 0, slot);
+        cs->slot_closes++;
+        return;
+    }
+    /* The destination could not take it (no free slot, ring gone): the
+     * connection stays and resumes here. */
+    sz_conn_t *c = cs->slots[slot].c;
+    SZ_STAT_ADD(&r->stats, handoff_failed, 1);
+    SZ_DEBUG("msg=\"handoff failed\" conn=%llu err=\"%s\"", (unsigned long long)c->id,
+             strerror(-cqe->res));
+    c->flags &= (uint16_t)~SZ_CF_MOVE;
+    c->state = SZ_CONN_ACTIVE;
+    if (r->stopping) {
+        sz_conn_close(c, false);
+        return;
+    }
+    arm_recv(r, c);
+    if (c->proto->on_moved)
+        c->proto->on_moved(c);
+    mark_dirty(r, c);
+}
+
+static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conn_t *c = SZ_UD_PTR(cqe->user_data);
+    if (cqe->res < 0)
+        return; /* not sent for failures; defensive */
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = (uint32_t)cqe->res;
+    c->flags = 0;
+    c->dirty_next = NULL;
+    c->state = SZ_CONN_ACTIVE;
+    install(r, c, slot);
+    SZ_STAT_ADD(&r->stats, handoff_in, 1);
+    (void)cs;
+    if (r->stopping) {
+        /* Arrived while this reactor drains: close it like the others. */
+        sz_conn_close(c, false);
+        return;
+    }
+    arm_recv(r, c);
+    if (c->out_head)
+        mark_dirty(r, c);
+    if (c->proto->on_moved)
+        c->proto->on_moved(c);
+}
+
+static void on_slot_close(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    cs->slot_closes--;
+    SZ_STAT_SUB(&r->stats, slots_used, 1);
+}
+
+/* ---- completions ------------------------------------------------------- */
+
+static void on_recv(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conn_t *c = lookup(conns_of(r), cqe->user_data);
+    char *buf = NULL;
+    uint16_t bid = 0;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        buf = sz_bufring_take(&r->bufs, bid);
+    }
+    if (c && cqe->res > 0) {
+        SZ_STAT_ADD(&r->stats, bytes_in, cqe->res);
+        /* MOVING still handles data that was already read: it is part of
+         * the stream and must not be lost. */
+        if (c->state == SZ_CONN_ACTIVE || c->state == SZ_CONN_MOVING)
+            c->proto->on_data(c, buf, (size_t)cqe->res);
+    }
+    if (buf)
+        sz_bufring_put(&r->bufs, bid);
+    if (!c || (cqe->flags & IORING_CQE_F_MORE))
+        return;
+    /* The multishot recv ended. */
+    c->flags &= (uint16_t)~SZ_CF_RECV;
+    if (cqe->res == -ENOBUFS) {
+        SZ_STAT_ADD(&r->stats, recv_enobufs, 1);
+        if (c->state == SZ_CONN_ACTIVE) {
+            arm_recv(r, c); /* buffers were returned above */
+            return;
+        }
+    } else if (cqe->res > 0 && c->state == SZ_CONN_ACTIVE) {
+        arm_recv(r, c); /* ended without error (e.g. overflow): re-arm */
+        return;
+    } else if (c->state == SZ_CONN_MOVING && cqe->res != -ECANCELED) {
+        /* The peer went away while moving: close here instead. */
+        c->flags |= SZ_CF_EOF;
+        c->state = SZ_CONN_CLOSING;
+    } else if (c->state == SZ_CONN_ACTIVE && cqe->res != -ECANCELED) {
+        /* EOF (0) or a read error. */
+        c->flags |= SZ_CF_EOF;
+        if (c->proto->on_eof)
+            c->proto->on_eof(c);
+        else
+            sz_conn_close(c, false);
+        if (c->state == SZ_CONN_ACTIVE)
+            sz_conn_close(c, false); /* the protocol kept it: nothing more can come */
+    }
+    mark_dirty(r, c);
+}
+
+static void on_send(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
+    sz_conn_t *c = lookup(cs, cqe->user_data);
+    /* The sendmsg state belongs to the slot's in-flight send; a slot is
+     * never reused before its send completed, so it is this one. */
+    if (slot < cs->nslots && cs->slots[slot].op) {
+        sz_free(cs->slots[slot].op);
+        cs->slots[slot].op = NULL;
+    }
+    if (!c)
+        return;
+    c->flags &= (uint16_t)~SZ_CF_SEND;
+    if (cqe->res > 0) {
+        SZ_STAT_ADD(&r->stats, bytes_out, cqe->res);
+        consume_output(c, (uint32_t)cqe->res);
+    } else if (cqe->res < 0 && cqe->res != -ECANCELED && cqe->res != -EAGAIN &&
+               cqe->res != -EINTR) {
+        /* The peer is gone (EPIPE, ECONNRESET...): nothing more can be sent. */
+        c->flags |= SZ_CF_EOF;
+        drop_output(c);
+        if (c->state != SZ_CONN_MOVING)
+            sz_conn_close(c, false);
+    }
+    mark_dirty(r, c);
+}
+
+static void on_close(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
+    sz_conn_t *c = lookup(cs, cqe->user_data);
+    if (!c)
+        return;
+    cs->slots[slot].c = NULL;
+    SZ_STAT_SUB(&r->stats, conns_open, 1);
+    SZ_STAT_SUB(&r->stats, slots_used, 1);
+    SZ_STAT_ADD(&r->stats, closed, 1);
+    free_conn(r, c);
+}
+
+static void on_cancel(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    /* -ENOENT (nothing left to cancel) is fine. Clearing the flag lets the
+     * next step cancel again if requests are still running. */
+    sz_conn_t *c = lookup(conns_of(r), cqe->user_data);
+    if (!c)
+        return;
+    c->flags &= (uint16_t)~SZ_CF_CANCEL;
+    mark_dirty(r, c);
+}
+
+/* ---- the per-iteration step ----------------------------------------- */
+
+static void step(sz_reactor_t *r, sz_conn_t *c)
+{
+    switch (c->state) {
+    case SZ_CONN_ACTIVE:
+        if (c->out_head && !(c->flags & SZ_CF_SEND))
+            submit_send(r, c);
+        break;
+    case SZ_CONN_DRAINING:
+        if (c->flags & SZ_CF_RECV)
+            cancel_io(r, c, false); /* stop reading, keep sending */
+        if (c->out_head && !(c->flags & SZ_CF_SEND)) {
+            submit_send(r, c);
+            break;
+        }
+        if (c->out_head || (c->flags & (SZ_CF_SEND | SZ_CF_RECV)))
+            break;
+        c->state = SZ_CONN_CLOSING;
+        /* fall through */
+    case SZ_CONN_CLOSING:
+        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND)) {
+            cancel_io(r, c, true);
+            break;
+        }
+        if (!(c->flags & SZ_CF_CLOSE)) {
+            c->flags |= SZ_CF_CLOSE;
+            struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+            io_uring_prep_close_direct(sqe, c->slot);
+            sqe->user_data = sz_ud(SZ_OP_CLOSE, c->gen, c->slot);
+        }
+        break;
+    case SZ_CONN_MOVING:
+        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_CANCEL | SZ_CF_MOVE))
+            break; /* the completions will mark it dirty again */
+        submit_move(r, c);
+        break;
+    }
+}
+
+void sz_conns_flush(sz_reactor_t *r)
+{
+    sz_conns_t *cs = conns_of(r);
+    /* Steps may mark other connections dirty (and this one again): take
+     * the list, then loop until it stays empty. */
+    while (cs->dirty) {
+        sz_conn_t *c = cs->dirty;
+        cs->dirty = NULL;
+        while (c) {
+            sz_conn_t *next = c->dirty_next;
+            c->dirty_next = NULL;
+            c->flags &= (uint16_t)~SZ_CF_DIRTY;
+            step(r, c);
+            c = next; /* after submit_move, <c> is not read again */
+        }
+    }
+}
+
+void sz_conns_shutdown(sz_reactor_t *r)
+{
+    sz_conns_t *cs = conns_of(r);
+    for (uint32_t i = 0; i < cs->nslots; i++) {
+        sz_conn_t *c = cs->slots[i].c;
+        if (!c || (c->flags & SZ_CF_MOVE) || c->state == SZ_CONN_CLOSING)
+            continue;
+        if (c->state == SZ_CONN_MOVING) {
+            c->state = SZ_CONN_CLOSING; /* not yet submitted: close it here */
+            mark_dirty(r, c);
+        } else if (c->proto->on_shutdown) {
+            c->proto->on_shutdown(c);
+        } else {
+            sz_conn_close(c, true);
+        }
+    }
+}
+
+bool sz_conns_quiesced(sz_reactor_t *r)
+{
+    sz_conns_t *cs = conns_of(r);
+    return cs->live == 0 && cs->slot_closes == 0;
+}
+
+void sz_conns_init(sz_reactor_t *r, const sz_proto_t *const *protos, unsigned nlisteners)
+{
+    sz_conns_t *cs = sz_calloc(1, sizeof(*cs));
+    cs->nslots = r->direct_slots;
+    /* calloc of a large table maps zero pages: RSS grows only with the
+     * slots actually used. */
+    cs->slots = sz_calloc(cs->nslots, sizeof(cs->slots[0]));
+    cs->protos = protos;
+    cs->nprotos = nlisteners;
+    cs->gen_next = 1;
+    r->net = cs;
+}
+
+void sz_conns_destroy(sz_reactor_t *r)
+{
+    sz_conns_t *cs = conns_of(r);
+    if (!cs)
+        return;
+    for (uint32_t i = 0; i < cs->nslots; i++) {
+        if (cs->slots[i].op)
+            sz_free(cs->slots[i].op);
+        if (cs->slots[i].c)
+            free_conn(r, cs->slots[i].c);
+    }
+    sz_free(cs->slots);
+    sz_free(cs);
+    r->net = NULL;
+}
+
+void sz_conns_register_handlers(void)
+{
+    sz_reactor_set_handler(SZ_OP_RECV, on_recv);
+    sz_reactor_set_handler(SZ_OP_SEND, on_send);
+    sz_reactor_set_handler(SZ_OP_CLOSE, on_close);
+    sz_reactor_set_handler(SZ_OP_SLOT_CLOSE, on_slot_close);
+    sz_reactor_set_handler(SZ_OP_MOVE_OUT, on_move_out);
+    sz_reactor_set_handler(SZ_OP_MOVE_IN, on_move_in);
+    sz_reactor_set_handler(SZ_OP_CANCEL, on_cancel);
+}
