@@ -67,7 +67,7 @@ static void rec_head(xml_rec_t *r, const char *span, size_t len, const sz_xml_he
     rec_printf(r, " span=[");
     rec_bytes(r, span, len);
     rec_printf(r, "]\n");
-    if (span >= r->chunk && span + len <= r->chunk + r->chunk_len)
+    if (r->chunk && span >= r->chunk && span + len <= r->chunk + r->chunk_len)
         r->in_place++;
     else
         r->copied++;
