@@ -91,8 +91,9 @@ int sz_jid_parse_err(const char *s, size_t len, sz_jid_t **out, enum sz_jid_err 
  * Zero-allocation variant: builds the JID inside the caller's <buf> of
  * <cap> bytes (8-byte aligned; an sz_jid_buf_t always fits). *<out> points
  * into <buf> and lives as long as it; never sz_jid_free() it. Any thread.
- * ASCII input never touches the heap; non-ASCII parts longer than 256
- * bytes take a temporary heap scratch, freed before return.
+ * ASCII input never touches the heap; the Unicode path works in an 8 KiB
+ * stack scratch (about 400 input bytes per part) and beyond that takes a
+ * temporary heap scratch, freed before return.
  * Returns 0, -EINVAL (invalid JID) or -ENOBUFS (<cap> too small; *<why> is
  * SZ_JID_ERR_NOBUFS). <why> may be NULL.
  */
