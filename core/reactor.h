@@ -36,6 +36,7 @@ enum sz_op {
     SZ_OP_MOVE_OUT,   /* MSG_RING SEND_FD completion on the sending reactor */
     SZ_OP_MOVE_IN,    /* handed-off descriptor arrived; low 56 bits = state pointer */
     SZ_OP_CANCEL,     /* cancel requests (only failures complete) */
+    SZ_OP_STORAGE,    /* storage request done; low 56 bits = the request (storage/store.h) */
     SZ_OP_USER,       /* first op free for other layers */
     SZ_OP_MAX = 32,
 };
