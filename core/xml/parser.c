@@ -470,10 +470,16 @@ static int resolve(const struct ctx *c, const struct work *w, const sz_xml_parse
     return NWF;
 }
 
-/* A namespace declaration (xmlns or xmlns:p) whose value just ended. */
-static int add_binding(struct work *w, const uint8_t *b, const struct attr *a)
+/*
+ * A namespace declaration (xmlns or xmlns:p) whose value just ended. At
+ * most <max> declarations may be in scope at once (max_attrs): every name
+ * lookup walks them, so this bounds the work per element.
+ */
+static int add_binding(struct work *w, const uint8_t *b, const struct attr *a, uint32_t max)
 {
     struct bind nb;
+    if (w->nbd >= max)
+        return -SZ_STREAM_POLICY_VIOLATION;
     if (a->colon) {
         nb.poff = a->colon + 1;
         nb.plen = a->qoff + a->qlen - nb.poff;
@@ -520,7 +526,8 @@ static int add_binding(struct work *w, const uint8_t *b, const struct attr *a)
 }
 
 /* The attribute whose value just ended at <vend>. */
-static int add_attr(struct ctx *c, struct work *w, const uint8_t *b, uint32_t vend)
+static int add_attr(struct ctx *c, struct work *w, const sz_xml_parser_t *p, const uint8_t *b,
+                    uint32_t vend)
 {
     const struct mach *m = &c->m;
     grow((void **)&w->at, &w->cat, w->nat + 1, sizeof *w->at);
@@ -533,7 +540,7 @@ static int add_attr(struct ctx *c, struct work *w, const uint8_t *b, uint32_t ve
     a->esc = (m->flags & F_ESC) != 0;
     a->decl = (!a->colon && a->qlen == 5 && memcmp(b + a->qoff, "xmlns", 5) == 0) ||
               (a->colon == a->qoff + 5 && memcmp(b + a->qoff, "xmlns", 5) == 0);
-    return a->decl ? add_binding(w, b, a) : 0;
+    return a->decl ? add_binding(w, b, a, p->_lim.max_attrs) : 0;
 }
 
 static uint32_t hash_attr(const struct attr *a, const uint8_t *local, uint32_t llen)
@@ -989,7 +996,7 @@ static int run(struct ctx *c, struct work *w, sz_xml_parser_t *p, const uint8_t 
                     goto nwf; /* '<' or a control character */
                 }
             }
-            if ((r = add_attr(c, w, b, pos)) < 0)
+            if ((r = add_attr(c, w, p, b, pos)) < 0)
                 goto fail;
             pos++;
             m->flags = 0;

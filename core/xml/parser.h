@@ -53,7 +53,8 @@ enum sz_xml_ns {
 typedef struct sz_xml_limits {
     uint32_t max_stanza_bytes; /* bytes of one top-level element, 1..16 MiB */
     uint16_t max_depth;        /* nesting, the top-level element is depth 1 */
-    uint16_t max_attrs;        /* attributes of one tag, xmlns ones included */
+    uint16_t max_attrs;        /* attributes of one tag, xmlns ones included; also
+                                * namespace declarations in scope at once */
 } sz_xml_limits_t;
 
 #define SZ_XML_LIMITS_DEFAULT ((sz_xml_limits_t){262144, 64, 64})

@@ -425,6 +425,14 @@ SZ_TEST(limits)
                  SZ_STREAM_POLICY_VIOLATION);
     SZ_CHECK_INT(parse_doc(HDR "<a><b b='' c='' d='' e='' xmlns='x'/></a>", &lim, __LINE__),
                  SZ_STREAM_POLICY_VIOLATION);
+    /* namespace declarations in scope at once count against max_attrs */
+    SZ_CHECK_INT(parse_doc(HDR "<a xmlns:p='1' xmlns:q='2'><b xmlns:r='3' xmlns:s='4'/></a>", &lim,
+                           __LINE__),
+                 SZ_STREAM_OK);
+    SZ_CHECK_INT(parse_doc(HDR "<a xmlns:p='1' xmlns:q='2'><b xmlns:r='3'><c xmlns:s='4' "
+                               "xmlns:t='5'/></b></a>",
+                           &lim, __LINE__),
+                 SZ_STREAM_POLICY_VIOLATION);
     /* default depth limit is 64 */
     char deep[2048] = HDR;
     for (int i = 0; i < 65; i++)
