@@ -10,8 +10,10 @@
  * given, else a settle delay), reads the memory again, prints the figures
  * (one key=value line), then closes the connections and reads it a third
  * time. Also reports the server's CPU time (utime + stime from
- * /proc/PID/stat) spent accepting, and the kernel's TCP buffer pages
- * (/proc/net/sockstat, both ends of every connection).
+ * /proc/PID/stat) spent accepting, the kernel's TCP buffer pages
+ * (/proc/net/sockstat) and its slab growth (/proc/meminfo Slab); the two
+ * kernel figures are system-wide, so they cover both ends of every
+ * connection and anything else the machine did meanwhile.
  *
  * Loopback only: destination and sources must be in 127.0.0.0/8. Every
  * wait is bounded by --timeout. Single thread, no project libraries.
@@ -377,6 +379,7 @@ int main(int argc, char **argv)
         return 1;
     }
     long cpu0 = cpu_ms(pid), tcp0 = tcp_mem_pages();
+    long slab0 = proc_kib("/proc/meminfo", "Slab");
 
     int *fds = malloc(sizeof(int) * (size_t)conns);
     if (!fds)
@@ -436,6 +439,7 @@ int main(int argc, char **argv)
     uint64_t t_acc = now_ms() - t_acc0;
     read_mem(pid, &after);
     long cpu1 = cpu_ms(pid), tcp1 = tcp_mem_pages();
+    long slab1 = proc_kib("/proc/meminfo", "Slab");
 
     for (long i = 0; i < conns; i++)
         if (fds[i] >= 0)
@@ -463,7 +467,7 @@ int main(int argc, char **argv)
            "anon_before_kib=%ld anon_after_kib=%ld "
            "vmrss_per_conn_kib=%.3f pss_per_conn_kib=%.3f private_dirty_per_conn_kib=%.3f "
            "server_cpu_ms=%ld server_cpu_us_per_conn=%.1f kernel_tcp_mem_pages_delta=%ld "
-           "server_open=%lld server_refused=%lld\n",
+           "kernel_slab_per_conn_kib=%.2f server_open=%lld server_refused=%lld\n",
            opened, failed,
            !admin_port ? "unchecked" : all_accepted ? "all" : "incomplete",
            (double)t_open / 1000.0, (double)t_acc / 1000.0, before.vm_rss_kib, after.vm_rss_kib,
@@ -474,7 +478,8 @@ int main(int argc, char **argv)
            (double)(after.priv_dirty_kib - before.priv_dirty_kib) / n,
            cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1,
            cpu0 >= 0 && cpu1 >= 0 ? (double)(cpu1 - cpu0) * 1000.0 / n : -1.0,
-           tcp0 >= 0 && tcp1 >= 0 ? tcp1 - tcp0 : -1, m1.ok ? m1.open - m0.open : -1,
+           tcp0 >= 0 && tcp1 >= 0 ? tcp1 - tcp0 : -1,
+           slab0 >= 0 && slab1 >= 0 ? (double)(slab1 - slab0) / n : -1.0, m1.ok ? m1.open - m0.open : -1,
            m1.ok ? m1.refused - m0.refused : -1);
     return failed || (admin_port && !all_accepted) ? 1 : 0;
 }

@@ -309,14 +309,17 @@ static int run_once(enum mode mode, uint64_t total, uint32_t entries, uint32_t b
         uint64_t wakes_in = SZ_STAT_GET(&reactors[1].stats, cqes);
         double secs = (double)(R.t_end_ns - R.t_start_ns) / 1e9;
         bool ok = !timed_out && R.consumed == total && R.bad_order == 0 && R.expect == total;
+        uint64_t bursts = mode == MODE_WAKEUPS ? (total + burst - 1) / burst : 0;
         printf("mode=%s messages=%llu entries=%u burst=%u seconds=%.3f msgs_per_s=%.0f "
-               "doorbells=%llu doorbells_per_msg=%.6f consumer_wakeup_cqes=%llu "
+               "us_per_burst=%.2f doorbells=%llu doorbells_per_msg=%.6f consumer_wakeup_cqes=%llu "
                "consumer_sleeps=%ld consumer_loops=%llu enobufs=%llu queue_full_events=%llu "
                "received=%llu out_of_order=%llu in_order_once=%s "
                "producer_cpu_ns_per_msg=%.1f consumer_cpu_ns_per_msg=%.1f%s\n",
                mode == MODE_WAKEUPS ? "wakeups" : "continuous", (unsigned long long)total,
                entries, mode == MODE_WAKEUPS ? burst : entries, timed_out ? 0.0 : secs,
-               timed_out ? 0.0 : (double)total / secs, (unsigned long long)doorbells,
+               timed_out ? 0.0 : (double)total / secs,
+               bursts && !timed_out ? secs * 1e6 / (double)bursts : 0.0,
+               (unsigned long long)doorbells,
                (double)doorbells / (double)total, (unsigned long long)wakes_in, R.cons_vcsw,
                (unsigned long long)SZ_STAT_GET(&reactors[1].stats, loops),
                (unsigned long long)R.enobufs,
