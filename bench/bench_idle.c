@@ -37,8 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH        512  /* connects in flight before waiting for them */
-#define MAX_SRC      256  /* source addresses in a range */
+#define BATCH        512 /* connects in flight before waiting for them */
+#define MAX_SRC      256 /* source addresses in a range */
 #define METRICS_MAX  (1u << 20)
 #define POLL_STEP_MS 100
 
@@ -169,7 +169,8 @@ static struct metrics get_metrics(struct in_addr addr, int port, uint64_t deadli
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return m;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = addr};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = addr};
     char *buf = malloc(METRICS_MAX + 1);
     size_t len = 0;
     bool sent = false;
@@ -236,6 +237,8 @@ static unsigned parse_src(const char *s, struct in_addr *out)
     return h - l + 1;
 }
 
+static bool first_error_shown; /* one connect error on stderr is enough */
+
 /* Waits for the connects of fds[from..to) to finish; failed ones are
  * closed and set to -1. Returns how many failed. */
 static unsigned finish_batch(int *fds, unsigned from, unsigned to, uint64_t deadline)
@@ -269,6 +272,10 @@ static unsigned finish_batch(int *fds, unsigned from, unsigned to, uint64_t dead
             socklen_t el = sizeof(err);
             getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &err, &el);
             if (err) {
+                if (!first_error_shown) {
+                    fprintf(stderr, "bench_idle: connect: %s\n", strerror(err));
+                    first_error_shown = true;
+                }
                 close(fds[i]);
                 fds[i] = -1;
                 failed++;
@@ -399,12 +406,14 @@ int main(int argc, char **argv)
             /* The port is picked at connect(), per 4-tuple, not at bind(). */
             setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
             struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr = src[i % nsrc]};
-            struct sockaddr_in da = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                                     .sin_addr = dst};
+            struct sockaddr_in da = {
+                .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = dst};
             if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
                 (connect(fd, (struct sockaddr *)&da, sizeof(da)) < 0 && errno != EINPROGRESS)) {
-                if (failed == 0)
+                if (!first_error_shown) {
                     fprintf(stderr, "bench_idle: connect: %s\n", strerror(errno));
+                    first_error_shown = true;
+                }
                 close(fd);
                 failed++;
                 continue;
@@ -469,7 +478,9 @@ int main(int argc, char **argv)
            "server_cpu_ms=%ld server_cpu_us_per_conn=%.1f kernel_tcp_mem_pages_delta=%ld "
            "kernel_slab_per_conn_kib=%.2f server_open=%lld server_refused=%lld\n",
            opened, failed,
-           !admin_port ? "unchecked" : all_accepted ? "all" : "incomplete",
+           !admin_port    ? "unchecked"
+           : all_accepted ? "all"
+                          : "incomplete",
            (double)t_open / 1000.0, (double)t_acc / 1000.0, before.vm_rss_kib, after.vm_rss_kib,
            closed.vm_rss_kib, before.pss_kib, after.pss_kib, before.priv_dirty_kib,
            after.priv_dirty_kib, before.anon_kib, after.anon_kib,
@@ -479,7 +490,7 @@ int main(int argc, char **argv)
            cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1,
            cpu0 >= 0 && cpu1 >= 0 ? (double)(cpu1 - cpu0) * 1000.0 / n : -1.0,
            tcp0 >= 0 && tcp1 >= 0 ? tcp1 - tcp0 : -1,
-           slab0 >= 0 && slab1 >= 0 ? (double)(slab1 - slab0) / n : -1.0, m1.ok ? m1.open - m0.open : -1,
-           m1.ok ? m1.refused - m0.refused : -1);
+           slab0 >= 0 && slab1 >= 0 ? (double)(slab1 - slab0) / n : -1.0,
+           m1.ok ? m1.open - m0.open : -1, m1.ok ? m1.refused - m0.refused : -1);
     return failed || (admin_port && !all_accepted) ? 1 : 0;
 }

@@ -53,7 +53,7 @@ struct bmsg {
 /* Shared state of one run. Each field has one writer, named beside it. */
 struct run {
     enum mode mode;
-    uint64_t total;  /* messages to send */
+    uint64_t total; /* messages to send */
     uint32_t entries;
     uint32_t burst;
     struct bmsg *pool; /* pool_n slots, reused in order */
@@ -172,9 +172,8 @@ static bool wait_drained(void)
         if (__atomic_load_n(&R.consumed, __ATOMIC_ACQUIRE) >= R.posted)
             return true;
         __builtin_ia32_pause();
-        if (spins % SZ_SPIN_CHECK_EVERY == 0 &&
-            (__atomic_load_n(&R.abort, __ATOMIC_RELAXED) ||
-             now_ns(CLOCK_MONOTONIC) > R.deadline_ns))
+        if (spins % SZ_SPIN_CHECK_EVERY == 0 && (__atomic_load_n(&R.abort, __ATOMIC_RELAXED) ||
+                                                 now_ns(CLOCK_MONOTONIC) > R.deadline_ns))
             return false;
     }
 }
@@ -286,17 +285,24 @@ static int run_once(enum mode mode, uint64_t total, uint32_t entries, uint32_t b
         while (__atomic_load_n(&R.done, __ATOMIC_ACQUIRE) < 2) {
             if (now_ns(CLOCK_MONOTONIC) > R.deadline_ns) {
                 timed_out = true;
-                __atomic_store_n(&R.abort, 1, __ATOMIC_RELAXED);
-                for (unsigned i = 0; i < 2; i++)
-                    sz_reactor_ctrl(&ctrl, ring_fds[i], SZ_CTRL_STOP);
                 break;
             }
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }
     }
-    for (unsigned i = 0; i < 2; i++)
-        pthread_join(th[i], NULL);
+    if (timed_out) {
+        /* The producer first: once it has exited, no doorbell can target
+         * the consumer's ring after that ring is gone. */
+        __atomic_store_n(&R.abort, 1, __ATOMIC_RELAXED);
+        sz_reactor_ctrl(&ctrl, ring_fds[0], SZ_CTRL_STOP);
+        pthread_join(th[0], NULL);
+        sz_reactor_ctrl(&ctrl, ring_fds[1], SZ_CTRL_STOP);
+        pthread_join(th[1], NULL);
+    } else {
+        for (unsigned i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+    }
     pthread_barrier_destroy(&barrier);
     io_uring_queue_exit(&ctrl);
 
@@ -315,18 +321,17 @@ static int run_once(enum mode mode, uint64_t total, uint32_t entries, uint32_t b
                "consumer_sleeps=%ld consumer_loops=%llu enobufs=%llu queue_full_events=%llu "
                "received=%llu out_of_order=%llu in_order_once=%s "
                "producer_cpu_ns_per_msg=%.1f consumer_cpu_ns_per_msg=%.1f%s\n",
-               mode == MODE_WAKEUPS ? "wakeups" : "continuous", (unsigned long long)total,
-               entries, mode == MODE_WAKEUPS ? burst : entries, timed_out ? 0.0 : secs,
+               mode == MODE_WAKEUPS ? "wakeups" : "continuous", (unsigned long long)total, entries,
+               mode == MODE_WAKEUPS ? burst : entries, timed_out ? 0.0 : secs,
                timed_out ? 0.0 : (double)total / secs,
                bursts && !timed_out ? secs * 1e6 / (double)bursts : 0.0,
-               (unsigned long long)doorbells,
-               (double)doorbells / (double)total, (unsigned long long)wakes_in, R.cons_vcsw,
+               (unsigned long long)doorbells, (double)doorbells / (double)total,
+               (unsigned long long)wakes_in, R.cons_vcsw,
                (unsigned long long)SZ_STAT_GET(&reactors[1].stats, loops),
-               (unsigned long long)R.enobufs,
-               (unsigned long long)sz_xq_full_events(bench_xq, 0, 1),
-               (unsigned long long)R.consumed, (unsigned long long)R.bad_order,
-               ok ? "yes" : "no", (double)R.prod_cpu_ns / (double)total,
-               (double)R.cons_cpu_ns / (double)total, timed_out ? " timeout=yes" : "");
+               (unsigned long long)R.enobufs, (unsigned long long)sz_xq_full_events(bench_xq, 0, 1),
+               (unsigned long long)R.consumed, (unsigned long long)R.bad_order, ok ? "yes" : "no",
+               (double)R.prod_cpu_ns / (double)total, (double)R.cons_cpu_ns / (double)total,
+               timed_out ? " timeout=yes" : "");
         fflush(stdout);
         fail = !ok;
     }
@@ -393,8 +398,8 @@ int main(int argc, char **argv)
 
     int fail = 0;
     if (modes & 1)
-        fail |= run_once(MODE_WAKEUPS, total, (uint32_t)entries, (uint32_t)burst,
-                         (unsigned)timeout_s);
+        fail |=
+            run_once(MODE_WAKEUPS, total, (uint32_t)entries, (uint32_t)burst, (unsigned)timeout_s);
     if (modes & 2)
         fail |= run_once(MODE_CONTINUOUS, total, (uint32_t)entries, (uint32_t)burst,
                          (unsigned)timeout_s);
