@@ -356,7 +356,8 @@ int main(int argc, char **argv)
     uint64_t total = 10000000;
     unsigned long entries = 4096, burst = 64, timeout_s = 60;
     int modes = 3; /* bit 0 wakeups, bit 1 continuous */
-    for (int i = 1; i < argc; i++) {
+    /* Options come in pairs: --name value. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             usage();
@@ -385,7 +386,6 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
-        i++;
     }
     if (total == 0 || entries < 16 || entries > (1u << 20) || (entries & (entries - 1)) ||
         burst == 0 || burst >= entries || timeout_s == 0 || timeout_s > 3600) {
