@@ -185,9 +185,11 @@ class Node:
         self.dir.mkdir(parents=True, exist_ok=True)
         if listeners is None:
             listeners = ["admin", "echo", "c2s"]
-        ports = free_ports(len(listeners))
+        # Items are a kind (a free port is picked) or (kind, port).
+        ports = iter(free_ports(len(listeners)))
         # [(kind, port)]; kind "c2s" is written with tls: none.
-        self.listeners = list(zip(listeners, ports))
+        self.listeners = [tuple(x) if isinstance(x, (tuple, list)) else (x, next(ports))
+                          for x in listeners]
         self.ports = {}
         for kind, port in self.listeners:
             self.ports.setdefault(kind, port)
