@@ -1,0 +1,530 @@
+/*
+ * Storage front end: request allocation, the worker threads and the way
+ * back to the submitting thread. Touched by three kinds of threads:
+ * submitters (reactors or blocking callers) allocate a request and push it
+ * to a worker's queue; the worker runs it against its own backend
+ * connection; the request then goes back to its submitter, which runs the
+ * callback and frees it (memory returns to the thread that allocated it).
+ *
+ * Way back: a reactor's request is posted to the reactor's ring with
+ * IORING_OP_MSG_RING from the worker's own small ring (user_data op
+ * SZ_OP_STORAGE, pointer in the low 56 bits); a blocking caller waits on a
+ * condition variable that lives on its stack.
+ *
+ * Queues (reactor -> worker): one list per worker under a mutex, with a
+ * condition variable for the idle worker. Why not a ck MPMC ring: the
+ * consumers are not reactors and must sleep when idle, so a ring would
+ * still need a futex/eventfd doorbell, and a bounded ring would add a
+ * back-pressure path to every caller. The mutex is held only for a pointer
+ * push or a list swap (never across SQLite work), so a reactor can wait on
+ * it at most for a few instructions of another thread; requests cost
+ * milliseconds of SQLite anyway. Requests about one account always go to
+ * the same worker (hash of the bare JID), which keeps them in order.
+ */
+#include "storage/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/reactor.h"
+#include "storage/backend.h"
+
+#define WORKER_RING_ENTRIES 8
+#define POST_RETRY_US       1000 /* reactor CQ full: the worker waits, never drops */
+
+struct sz_store_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+struct worker {
+    sz_store_t *s;
+    unsigned id;
+    pthread_t thread;
+    bool started;
+    struct io_uring ring; /* only for MSG_RING posts to reactors */
+    bool ring_ok;
+    void *conn; /* backend connection; this worker only */
+
+    pthread_mutex_t mu; /* guards head, tail, stop */
+    pthread_cond_t cv;
+    sz_store_req_t *head, *tail;
+    bool stop;
+} __attribute__((aligned(64)));
+
+struct sz_store {
+    const sz_store_backend_t *be;
+    void *db;
+    unsigned nworkers;
+    struct worker *workers;
+    unsigned rr;  /* round robin for keyless requests (atomic) */
+    bool closing; /* atomic */
+};
+
+static __thread unsigned inflight;
+
+unsigned sz_store_inflight(void)
+{
+    return inflight;
+}
+
+const char *sz_store_backend(const sz_store_t *s)
+{
+    return s->be->name;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* A request with <tail> extra bytes for key strings. */
+static sz_store_req_t *req_new(enum sz_store_op op, size_t tail)
+{
+    sz_store_req_t *q = sz_calloc(1, sizeof(*q) + tail);
+    q->op = op;
+    q->_ring_fd = -1;
+    return q;
+}
+
+/* Copies <len> bytes of <p> into the tail at *<at> and NUL-terminates. */
+static sz_store_str_t put_str(char **at, const char *p, size_t len)
+{
+    sz_store_str_t out = {*at, len};
+    if (len)
+        memcpy(*at, p, len);
+    (*at)[len] = '\0';
+    *at += len + 1;
+    return out;
+}
+
+static void req_free(sz_store_req_t *q)
+{
+    if (q->op == SZ_STORE_ACCOUNT_LIST) {
+        for (size_t i = 0; i < q->u.list.n; i++)
+            sz_free(q->u.list.names[i]);
+        sz_free(q->u.list.names);
+    }
+    /* Salted keys are not passwords, but still need not linger. */
+    if (q->op == SZ_STORE_ACCOUNT_CREATE || q->op == SZ_STORE_ACCOUNT_SET_CREDS ||
+        q->op == SZ_STORE_ACCOUNT_GET_CREDS)
+        explicit_bzero(&q->u.acct.creds, sizeof(q->u.acct.creds));
+    sz_free(q);
+}
+
+static void complete_done(sz_store_req_t *q)
+{
+    q->_cb.done(q->_arg, q->res);
+}
+
+static void complete_creds(sz_store_req_t *q)
+{
+    q->_cb.creds(q->_arg, q->res, q->res == 0 ? &q->u.acct.creds : NULL);
+}
+
+static void complete_count(sz_store_req_t *q)
+{
+    q->_cb.count(q->_arg, q->res, q->res == 0 ? q->u.count.n : 0);
+}
+
+static void complete_names(sz_store_req_t *q)
+{
+    sz_store_names_t page = {
+        .n = q->u.list.n,
+        .names = (const char *const *)q->u.list.names,
+        .more = q->u.list.more,
+    };
+    q->_cb.names(q->_arg, q->res, q->res == 0 ? &page : NULL);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void push(struct worker *w, sz_store_req_t *q)
+{
+    pthread_mutex_lock(&w->mu);
+    q->_next = NULL;
+    bool was_empty = w->head == NULL;
+    if (w->tail)
+        w->tail->_next = q;
+    else
+        w->head = q;
+    w->tail = q;
+    pthread_mutex_unlock(&w->mu);
+    /* The worker sleeps only on an empty queue: signal only on the
+     * empty -> non-empty transition. */
+    if (was_empty)
+        pthread_cond_signal(&w->cv);
+}
+
+/* Hands <q> back to a reactor: one MSG_RING whose CQE lands on the
+ * reactor's ring as user_data (SZ_OP_STORAGE, q), res 0. */
+static void post_to_reactor(struct worker *w, sz_store_req_t *q)
+{
+    for (;;) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+        io_uring_prep_msg_ring(sqe, q->_ring_fd, 0, sz_ud_ptr(SZ_OP_STORAGE, q), 0);
+        sqe->user_data = 1;
+        int ret = io_uring_submit_and_wait(&w->ring, 1);
+        struct io_uring_cqe *cqe = NULL;
+        if (ret >= 0)
+            ret = io_uring_wait_cqe(&w->ring, &cqe);
+        if (ret >= 0) {
+            ret = cqe->res;
+            io_uring_cqe_seen(&w->ring, cqe);
+        }
+        if (ret >= 0)
+            return;
+        /* A full completion queue on the reactor (-EOVERFLOW) is
+         * back-pressure: wait, never drop a result. */
+        if (ret == -EOVERFLOW || ret == -EAGAIN || ret == -EBUSY || ret == -EINTR) {
+            usleep(POST_RETRY_US);
+            continue;
+        }
+        /* The ring is gone (the contract of sz_store_inflight was broken):
+         * the request cannot be delivered nor safely freed here. */
+        SZ_ERROR("msg=\"storage result lost: reactor ring unreachable\" err=\"%s\"",
+                 strerror(-ret));
+        return;
+    }
+}
+
+static void finish(struct worker *w, sz_store_req_t *q)
+{
+    if (q->_wait) {
+        struct sz_store_wait *wt = q->_wait;
+        pthread_mutex_lock(&wt->mu);
+        wt->done = true;
+        pthread_cond_signal(&wt->cv);
+        pthread_mutex_unlock(&wt->mu);
+        return; /* the caller may free <q> from here on */
+    }
+    post_to_reactor(w, q);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->head && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        sz_store_req_t *q = w->head;
+        w->head = w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (!q)
+            break; /* stop, and nothing left queued */
+        while (q) {
+            sz_store_req_t *next = q->_next;
+            w->s->be->exec(w->conn, q);
+            finish(w, q);
+            q = next;
+        }
+    }
+    return NULL;
+}
+
+/* Queues <q> to the worker chosen by <key> (0: round robin). On a reactor
+ * the callback runs later there; elsewhere this blocks and runs it now. */
+static int submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
+{
+    if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
+        req_free(q);
+        return -ESHUTDOWN;
+    }
+    unsigned idx = key ? (unsigned)(key % s->nworkers)
+                       : __atomic_fetch_add(&s->rr, 1, __ATOMIC_RELAXED) % s->nworkers;
+    struct worker *w = &s->workers[idx];
+    sz_reactor_t *r = sz_reactor_self();
+    if (r) {
+        q->_ring_fd = r->ring.ring_fd;
+        inflight++;
+        push(w, q);
+        return 0;
+    }
+    struct sz_store_wait wt;
+    pthread_mutex_init(&wt.mu, NULL);
+    pthread_cond_init(&wt.cv, NULL);
+    wt.done = false;
+    q->_wait = &wt;
+    push(w, q);
+    pthread_mutex_lock(&wt.mu);
+    while (!wt.done)
+        pthread_cond_wait(&wt.cv, &wt.mu);
+    pthread_mutex_unlock(&wt.mu);
+    pthread_cond_destroy(&wt.cv);
+    pthread_mutex_destroy(&wt.mu);
+    q->_complete(q);
+    req_free(q);
+    return 0;
+}
+
+/* Reactor side: a worker posted a finished request back to us. */
+static void on_storage(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    (void)r;
+    sz_store_req_t *q = SZ_UD_PTR(cqe->user_data);
+    if (inflight > 0)
+        inflight--;
+    q->_complete(q);
+    req_free(q);
+}
+
+void sz_store_register_handlers(void)
+{
+    sz_reactor_set_handler(SZ_OP_STORAGE, on_storage);
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static const sz_store_backend_t *find_backend(const char *name)
+{
+    if (!name || strcmp(name, "sqlite") == 0)
+        return &sz_store_sqlite;
+    return NULL;
+}
+
+static void stop_workers(sz_store_t *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct worker *w = &s->workers[i];
+        if (w->started) {
+            pthread_mutex_lock(&w->mu);
+            w->stop = true;
+            pthread_cond_signal(&w->cv);
+            pthread_mutex_unlock(&w->mu);
+            pthread_join(w->thread, NULL);
+            w->started = false;
+        }
+        if (w->conn)
+            s->be->conn_close(w->conn);
+        if (w->ring_ok)
+            io_uring_queue_exit(&w->ring);
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+    }
+}
+
+int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t errlen)
+{
+    const sz_store_backend_t *be = find_backend(o->backend);
+    if (!be) {
+        snprintf(err, errlen, "storage.backend: unknown backend \"%s\" (known: sqlite)",
+                 o->backend);
+        return -EINVAL;
+    }
+    unsigned n = o->workers ? o->workers : SZ_STORE_WORKERS_DEFAULT;
+    if (n > SZ_STORE_WORKERS_MAX) {
+        snprintf(err, errlen, "storage.workers: must be between 1 and %u",
+                 SZ_STORE_WORKERS_MAX);
+        return -EINVAL;
+    }
+    sz_store_t *s = sz_calloc(1, sizeof(*s));
+    s->be = be;
+    int ret = be->open(o, &s->db, err, errlen);
+    if (ret < 0) {
+        sz_free(s);
+        return ret;
+    }
+    s->nworkers = n;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, sizeof(struct worker) * n) != 0)
+        abort(); /* OOM is fatal, as in sz_malloc */
+    memset(mem, 0, sizeof(struct worker) * n);
+    s->workers = mem;
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &s->workers[i];
+        w->s = s;
+        w->id = i;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &s->workers[i];
+        ret = io_uring_queue_init(WORKER_RING_ENTRIES, &w->ring, 0);
+        if (ret < 0) {
+            snprintf(err, errlen, "storage: io_uring unavailable for worker %u: %s", i,
+                     strerror(-ret));
+            goto fail;
+        }
+        w->ring_ok = true;
+        ret = be->conn_open(s->db, &w->conn, err, errlen);
+        if (ret < 0)
+            goto fail;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &s->workers[i];
+        ret = -pthread_create(&w->thread, NULL, worker_main, w);
+        if (ret < 0) {
+            snprintf(err, errlen, "storage: cannot start worker %u: %s", i, strerror(-ret));
+            goto fail;
+        }
+        w->started = true;
+    }
+    *out = s;
+    return 0;
+
+fail:
+    stop_workers(s);
+    be->close(s->db);
+    free(s->workers);
+    sz_free(s);
+    return ret;
+}
+
+void sz_store_close(sz_store_t *s)
+{
+    if (!s)
+        return;
+    __atomic_store_n(&s->closing, true, __ATOMIC_RELEASE);
+    stop_workers(s);
+    s->be->close(s->db);
+    free(s->workers);
+    sz_free(s);
+}
+
+/* ---- accounts ------------------------------------------------------------ */
+
+/* An account request for the bare part of <jid>, or NULL when <jid> has no
+ * localpart. */
+static sz_store_req_t *acct_req(enum sz_store_op op, const sz_jid_t *jid)
+{
+    if (!jid || !sz_jid_has_local(jid))
+        return NULL;
+    size_t ll, dl;
+    const char *l = sz_jid_local(jid, &ll);
+    const char *d = sz_jid_domain(jid, &dl);
+    sz_store_req_t *q = req_new(op, ll + dl + 2);
+    char *at = (char *)(q + 1);
+    q->local = put_str(&at, l, ll);
+    q->domain = put_str(&at, d, dl);
+    return q;
+}
+
+/* Prepares the domain <d> into <buf>; returns its length or -EINVAL. */
+static int prep_domain(const char *d, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (!d || sz_jid_prep(SZ_JID_PART_DOMAIN, d, strlen(d), buf, cap, &len, NULL) < 0)
+        return -EINVAL;
+    return (int)len;
+}
+
+static int submit_done(sz_store_t *s, sz_store_req_t *q, const sz_jid_t *jid,
+                       sz_store_done_fn cb, void *arg)
+{
+    q->_complete = complete_done;
+    q->_cb.done = cb;
+    q->_arg = arg;
+    return submit(s, q, sz_jid_hash_bare(jid) | 1);
+}
+
+int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,
+                            sz_store_done_fn cb, void *arg)
+{
+    if (!cb || !creds)
+        return -EINVAL;
+    sz_store_req_t *q = acct_req(SZ_STORE_ACCOUNT_CREATE, jid);
+    if (!q)
+        return -EINVAL;
+    q->u.acct.creds = *creds;
+    return submit_done(s, q, jid, cb, arg);
+}
+
+int sz_store_account_delete(sz_store_t *s, const sz_jid_t *jid, sz_store_done_fn cb, void *arg)
+{
+    if (!cb)
+        return -EINVAL;
+    sz_store_req_t *q = acct_req(SZ_STORE_ACCOUNT_DELETE, jid);
+    if (!q)
+        return -EINVAL;
+    return submit_done(s, q, jid, cb, arg);
+}
+
+int sz_store_account_set_creds(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,
+                               sz_store_done_fn cb, void *arg)
+{
+    if (!cb || !creds)
+        return -EINVAL;
+    sz_store_req_t *q = acct_req(SZ_STORE_ACCOUNT_SET_CREDS, jid);
+    if (!q)
+        return -EINVAL;
+    q->u.acct.creds = *creds;
+    return submit_done(s, q, jid, cb, arg);
+}
+
+int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_creds_fn cb,
+                               void *arg)
+{
+    if (!cb)
+        return -EINVAL;
+    sz_store_req_t *q = acct_req(SZ_STORE_ACCOUNT_GET_CREDS, jid);
+    if (!q)
+        return -EINVAL;
+    q->_complete = complete_creds;
+    q->_cb.creds = cb;
+    q->_arg = arg;
+    return submit(s, q, sz_jid_hash_bare(jid) | 1);
+}
+
+int sz_store_account_list(sz_store_t *s, const char *domain, const char *after, unsigned limit,
+                          sz_store_names_fn cb, void *arg)
+{
+    char d[SZ_JID_PART_MAX_BYTES + 1];
+    int dl = prep_domain(domain, d, sizeof(d));
+    if (!cb || dl < 0 || limit == 0 || limit > SZ_STORE_LIST_MAX)
+        return -EINVAL;
+    size_t al = after ? strlen(after) : 0;
+    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_LIST, (size_t)dl + al + 2);
+    char *at = (char *)(q + 1);
+    q->domain = put_str(&at, d, (size_t)dl);
+    q->u.list.after = put_str(&at, after, al);
+    q->u.list.limit = limit;
+    q->_complete = complete_names;
+    q->_cb.names = cb;
+    q->_arg = arg;
+    return submit(s, q, 0);
+}
+
+int sz_store_account_count(sz_store_t *s, const char *domain, sz_store_count_fn cb, void *arg)
+{
+    if (!cb)
+        return -EINVAL;
+    char d[SZ_JID_PART_MAX_BYTES + 1];
+    int dl = 0;
+    if (domain && (dl = prep_domain(domain, d, sizeof(d))) < 0)
+        return -EINVAL;
+    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_COUNT, (size_t)dl + 1);
+    if (domain) {
+        char *at = (char *)(q + 1);
+        q->domain = put_str(&at, d, (size_t)dl);
+    }
+    q->_complete = complete_count;
+    q->_cb.count = cb;
+    q->_arg = arg;
+    return submit(s, q, 0);
+}
+
+int sz_store_account_create_many(sz_store_t *s, sz_store_new_account_t *items, size_t n,
+                                 sz_store_done_fn cb, void *arg)
+{
+    if (!cb || !items || n == 0 || n > SZ_STORE_BATCH_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].jid || !sz_jid_has_local(items[i].jid) || !items[i].creds)
+            return -EINVAL;
+        items[i].res = 0;
+    }
+    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_CREATE_MANY, 0);
+    q->u.many.items = items;
+    q->u.many.n = n;
+    q->_complete = complete_done;
+    q->_cb.done = cb;
+    q->_arg = arg;
+    return submit(s, q, 0);
+}
