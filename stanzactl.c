@@ -29,11 +29,11 @@
 #include "net/scram.h"
 #include "storage/store.h"
 
-#define EXIT_USAGE        2
-#define PASSWORD_MAX      1024 /* buffer bytes; OpaqueString allows 1023 after preparation */
-#define IMPORT_BATCH      1000 /* accounts per transaction */
+#define EXIT_USAGE         2
+#define PASSWORD_MAX       1024 /* buffer bytes; OpaqueString allows 1023 after preparation */
+#define IMPORT_BATCH       1000 /* accounts per transaction */
 #define IMPORT_THREADS_MAX 256
-#define ITER_MAX          10000000u
+#define ITER_MAX           10000000u
 
 static const char *prog = "stanzactl";
 
@@ -109,8 +109,8 @@ static void prep_hosts(struct ctl *c)
     for (size_t i = 0; i < c->conf->nhosts; i++) {
         const char *d = c->conf->hosts[i].domain;
         size_t len = 0;
-        if (sz_jid_prep(SZ_JID_PART_DOMAIN, d, strlen(d), c->hosts[c->nhosts],
-                        sizeof(c->hosts[0]), &len, NULL) == 0)
+        if (sz_jid_prep(SZ_JID_PART_DOMAIN, d, strlen(d), c->hosts[c->nhosts], sizeof(c->hosts[0]),
+                        &len, NULL) == 0)
             c->nhosts++;
     }
 }
@@ -159,8 +159,7 @@ static sz_jid_t *account_jid(const struct ctl *c, const char *s, char *why, size
     if (!served(c, d, dl)) {
         char hl[512];
         hosts_list(c, hl, sizeof(hl));
-        snprintf(why, cap, "domain %.*s is not served by this config (hosts: %s)", (int)dl, d,
-                 hl);
+        snprintf(why, cap, "domain %.*s is not served by this config (hosts: %s)", (int)dl, d, hl);
         sz_jid_free(j);
         return NULL;
     }
@@ -373,8 +372,7 @@ static int cmd_passwd(struct ctl *c, const char *arg)
     if (ret == -ENOENT)
         fprintf(stderr, "%s: no such user %s\n", prog, name);
     else if (ret < 0)
-        fprintf(stderr, "%s: cannot change the password of %s: %s\n", prog, name,
-                store_err(ret));
+        fprintf(stderr, "%s: cannot change the password of %s: %s\n", prog, name, store_err(ret));
     else {
         printf("password changed for %s\n", name);
         rc = 0;
@@ -440,8 +438,7 @@ static int cmd_list(struct ctl *c, const char *arg)
     size_t dl = 0;
     enum sz_jid_err e = SZ_JID_OK;
     if (sz_jid_prep(SZ_JID_PART_DOMAIN, arg, strlen(arg), d, sizeof(d), &dl, &e) < 0) {
-        fprintf(stderr, "%s: bad domain '%s': jid-malformed (%s)\n", prog, arg,
-                sz_jid_strerror(e));
+        fprintf(stderr, "%s: bad domain '%s': jid-malformed (%s)\n", prog, arg, sz_jid_strerror(e));
         return 1;
     }
     if (!served(c, d, dl)) {
@@ -489,9 +486,9 @@ struct import {
     struct ctl *c;
     struct entry **todo; /* entries with a JID to import */
     size_t ntodo;
-    size_t next;   /* next batch start (atomic) */
-    bool failed;   /* a batch failed: stop (atomic) */
-    int fail_res;  /* its error (written before <failed>) */
+    size_t next;    /* next batch start (atomic) */
+    bool failed;    /* a batch failed: stop (atomic) */
+    int fail_res;   /* its error (written before <failed>) */
     size_t created; /* atomic */
 };
 
@@ -703,8 +700,8 @@ static int cmd_import(struct ctl *c, const char *path)
     int rc = 0;
     if (c->strict && bad) {
         print_line_errors(path, es, n);
-        fprintf(stderr, "%s: %s: %zu bad line%s, nothing imported (--strict)\n", prog, path,
-                bad, bad == 1 ? "" : "s");
+        fprintf(stderr, "%s: %s: %zu bad line%s, nothing imported (--strict)\n", prog, path, bad,
+                bad == 1 ? "" : "s");
         rc = 1;
         goto out;
     }
@@ -743,8 +740,8 @@ static int cmd_import(struct ctl *c, const char *path)
         bad += es[i].err != LE_OK;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("imported %zu of %zu accounts from %s in %.2f s (%zu line%s with errors)\n",
-           im.created, n, path, secs, bad, bad == 1 ? "" : "s");
+    printf("imported %zu of %zu accounts from %s in %.2f s (%zu line%s with errors)\n", im.created,
+           n, path, secs, bad, bad == 1 ? "" : "s");
     rc = bad || im.failed ? 1 : 0;
 out:
     for (size_t i = 0; i < n; i++) {
@@ -788,8 +785,7 @@ int main(int argc, char **argv)
             unsigned long v = strtoul(optarg, &endp, 10);
             if (errno || !endp || *endp || optarg[0] == '-' || v < 1 || v > ITER_MAX) {
                 char m[128];
-                snprintf(m, sizeof(m), "--iterations: must be a number between 1 and %u",
-                         ITER_MAX);
+                snprintf(m, sizeof(m), "--iterations: must be a number between 1 and %u", ITER_MAX);
                 die_usage(m);
             }
             c.iterations = (uint32_t)v;
@@ -806,8 +802,7 @@ int main(int argc, char **argv)
             if (optopt)
                 snprintf(m, sizeof(m), "option -%c needs an argument or is unknown", optopt);
             else
-                snprintf(m, sizeof(m), "unknown option or missing argument: %s",
-                         argv[optind - 1]);
+                snprintf(m, sizeof(m), "unknown option or missing argument: %s", argv[optind - 1]);
             die_usage(m);
         }
         }

@@ -43,9 +43,9 @@ typedef struct sz_store_req sz_store_req_t;
 
 struct sz_store_req {
     /* ---- front end (store.c) ---- */
-    sz_store_req_t *_next;       /* worker queue link */
-    int _ring_fd;                /* submitting reactor's ring, -1 for a blocking caller */
-    struct sz_store_wait *_wait; /* blocking caller's wake-up, else NULL */
+    sz_store_req_t *_next;                /* worker queue link */
+    int _ring_fd;                         /* submitting reactor's ring, -1 for a blocking caller */
+    struct sz_store_wait *_wait;          /* blocking caller's wake-up, else NULL */
     void (*_complete)(sz_store_req_t *q); /* runs the typed callback */
     union {
         sz_store_done_fn done;

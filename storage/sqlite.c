@@ -53,9 +53,9 @@ static const char *const migrations[] = {
 
 /* The credential columns, in enum sz_hash order, as used by every
  * statement below (4 per hash). */
-#define CRED_COLS                                                                               \
-    "sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key, "                            \
-    "sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, "                    \
+#define CRED_COLS                                                                                  \
+    "sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key, "                               \
+    "sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, "                       \
     "sha512_salt, sha512_iterations, sha512_stored_key, sha512_server_key"
 
 enum stmt {
@@ -230,8 +230,8 @@ static int read_creds(sqlite3_stmt *s, sz_scram_creds_t *cr)
 /* ---- account operations (worker thread) ---------------------------------- */
 
 /* One INSERT; 0, -EEXIST or an error. */
-static int insert_account(struct conn *c, const sz_store_str_t *domain,
-                          const sz_store_str_t *local, const sz_scram_creds_t *cr, int64_t now)
+static int insert_account(struct conn *c, const sz_store_str_t *domain, const sz_store_str_t *local,
+                          const sz_scram_creds_t *cr, int64_t now)
 {
     sqlite3_stmt *s = stmt(c, ST_ACCT_INSERT);
     if (!s)
@@ -461,9 +461,8 @@ static int exec_sql(sqlite3 *h, const char *path, const char *text, char *err, s
 static int open_conn(struct db *db, sqlite3 **out, char *err, size_t errlen)
 {
     sqlite3 *h = NULL;
-    int rc = sqlite3_open_v2(db->path, &h,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        db->path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "storage.path: cannot open %s: %s", db->path,
                  h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
@@ -485,8 +484,7 @@ static int open_conn(struct db *db, sqlite3 **out, char *err, size_t errlen)
             wal = strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
         sqlite3_finalize(s);
         if (!wal) {
-            snprintf(err, errlen, "storage.path: %s: cannot switch to WAL journal mode",
-                     db->path);
+            snprintf(err, errlen, "storage.path: %s: cannot switch to WAL journal mode", db->path);
             ret = -EIO;
         }
     }
@@ -501,8 +499,8 @@ static int open_conn(struct db *db, sqlite3 **out, char *err, size_t errlen)
 static int schema_version(sqlite3 *h, int *v)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(h, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s,
-                                NULL);
+    int rc =
+        sqlite3_prepare_v2(h, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         *v = sqlite3_column_int(s, 0);
         rc = SQLITE_OK;

@@ -320,8 +320,7 @@ int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t 
     }
     unsigned n = o->workers ? o->workers : SZ_STORE_WORKERS_DEFAULT;
     if (n > SZ_STORE_WORKERS_MAX) {
-        snprintf(err, errlen, "storage.workers: must be between 1 and %u",
-                 SZ_STORE_WORKERS_MAX);
+        snprintf(err, errlen, "storage.workers: must be between 1 and %u", SZ_STORE_WORKERS_MAX);
         return -EINVAL;
     }
     sz_store_t *s = sz_calloc(1, sizeof(*s));
@@ -415,8 +414,8 @@ static int prep_domain(const char *d, char *buf, size_t cap)
     return (int)len;
 }
 
-static int submit_done(sz_store_t *s, sz_store_req_t *q, const sz_jid_t *jid,
-                       sz_store_done_fn cb, void *arg)
+static int submit_done(sz_store_t *s, sz_store_req_t *q, const sz_jid_t *jid, sz_store_done_fn cb,
+                       void *arg)
 {
     q->_complete = complete_done;
     q->_cb.done = cb;
@@ -458,8 +457,7 @@ int sz_store_account_set_creds(sz_store_t *s, const sz_jid_t *jid, const sz_scra
     return submit_done(s, q, jid, cb, arg);
 }
 
-int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_creds_fn cb,
-                               void *arg)
+int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_creds_fn cb, void *arg)
 {
     if (!cb)
         return -EINVAL;

@@ -27,6 +27,9 @@
  * Account keys are normalized JIDs (core/jid.h): the bare part of <jid>
  * (local@domain, resource ignored) must have a localpart. Domains given as
  * strings are prepared with sz_jid_prep() here.
+ *
+ * The credential record is net/scram.h's sz_scram_creds_t: that header is
+ * the shared contract (types only); storage never calls into net/.
  */
 #ifndef SZ_STORAGE_STORE_H
 #define SZ_STORAGE_STORE_H
@@ -42,8 +45,8 @@ typedef struct sz_store sz_store_t;
 
 #define SZ_STORE_WORKERS_DEFAULT 2
 #define SZ_STORE_WORKERS_MAX     64
-#define SZ_STORE_BUSY_MS_DEFAULT 5000 /* wait for another process's write lock */
-#define SZ_STORE_LIST_MAX        1000 /* names per list page */
+#define SZ_STORE_BUSY_MS_DEFAULT 5000  /* wait for another process's write lock */
+#define SZ_STORE_LIST_MAX        1000  /* names per list page */
 #define SZ_STORE_BATCH_MAX       10000 /* accounts per create_many transaction */
 
 typedef struct sz_store_opts {
@@ -130,8 +133,7 @@ int sz_store_account_set_creds(sz_store_t *s, const sz_jid_t *jid, const sz_scra
 
 /** Reads the credentials of <jid>. Result: 0, -ENOENT, -EBUSY, -EIO. A
  * hash without stored credentials has key_len 0. */
-int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_creds_fn cb,
-                               void *arg);
+int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_creds_fn cb, void *arg);
 
 /**
  * One page of the localparts of <domain> (NUL-terminated, prepared here),

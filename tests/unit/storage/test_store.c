@@ -571,8 +571,8 @@ static pid_t spawn_child(const char *prefix, int n)
 {
     char nbuf[16];
     snprintf(nbuf, sizeof(nbuf), "%d", n);
-    char *argv[] = {(char *)"/proc/self/exe", (char *)"--child", dbpath, (char *)prefix, nbuf,
-                    NULL};
+    char *argv[] = {
+        (char *)"/proc/self/exe", (char *)"--child", dbpath, (char *)prefix, nbuf, NULL};
     pid_t pid = -1;
     if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0)
         return -1;
