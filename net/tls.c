@@ -607,6 +607,14 @@ int sz_tls_input(sz_tls_t *t, const void *p, size_t n, const sz_tls_io_t *io, vo
         }
         t->flags |= F_DONE;
         res |= SZ_TLS_HANDSHAKE_DONE;
+        /* A TLS 1.3 server queues its NewSessionTickets until its next
+         * write (so a non-reading client cannot stall it). Our transport
+         * never blocks, and an idle connection would otherwise hold the
+         * queued flight and the client no ticket: flush them now. */
+        if (SSL_write(t->ssl, NULL, 0) < 0) {
+            res = fail(t, &c, NULL);
+            goto out;
+        }
         if (io->handshake && io->handshake(ud, t) < 0) {
             res |= SZ_TLS_STOPPED;
             goto out;
