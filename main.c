@@ -12,7 +12,10 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "net/c2s.h"
 #include "net/node.h"
+#include "net/tls.h"
+#include "storage/store.h"
 
 #define SZ_VERSION "0.1.0"
 
@@ -34,6 +37,29 @@ static sz_conf_t *load(const char *path)
     return c;
 }
 
+/* The account lookup handed to c2s: storage completes on the calling
+ * reactor, as c2s requires. */
+static int creds_lookup(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void *arg)
+{
+    return sz_store_account_get_creds(ctx, jid, cb, arg);
+}
+
+/* TLS context from the hosts' certificates; NULL (and no error) when no
+ * host has one. Returns -1 after printing the error. */
+static int load_tls(const sz_conf_t *conf, sz_tls_ctx_t **out)
+{
+    char err[1024];
+    *out = NULL;
+    int ret = sz_tls_ctx_new(conf, out, err, sizeof(err));
+    if (ret == -ENOENT)
+        return 0;
+    if (ret < 0) {
+        fprintf(stderr, "%s: %s\n", conf->path, err);
+        return -1;
+    }
+    return 0;
+}
+
 static void reload(sz_node_t *node, sz_conf_t *cur)
 {
     char err[1024];
@@ -50,6 +76,15 @@ static void reload(sz_node_t *node, sz_conf_t *cur)
         SZ_ERROR("msg=\"cannot reopen log\" path=\"%s\" err=\"%s\"", cur->node.log_file,
                  strerror(-ret));
     sz_node_reload(node, cur);
+    /* Certificates: new connections use the new context, live ones keep
+     * theirs. A bad file keeps the old context. */
+    sz_tls_ctx_t *tls = NULL;
+    if (load_tls(cur, &tls) == 0 && tls) {
+        sz_c2s_set_tls(tls);
+        sz_tls_ctx_unref(tls);
+    } else if (!tls) {
+        SZ_ERROR("msg=\"certificates not reloaded, keeping the running ones\"");
+    }
     if (fixed > 0)
         SZ_WARN("msg=\"changed keys need a restart\" keys=\"%s\"", note);
     SZ_INFO("msg=\"reloaded\" path=\"%s\"", cur->path);
@@ -79,9 +114,27 @@ static int run(const char *path)
     signal(SIGPIPE, SIG_IGN);
 
     char err[1024];
+    sz_tls_ctx_t *tls = NULL;
+    if (load_tls(conf, &tls) < 0) {
+        sz_conf_free(conf);
+        return 1;
+    }
+    sz_store_t *store = NULL;
+    sz_store_opts_t so = {.backend = conf->storage.backend, .path = conf->storage.path};
+    if (sz_store_open(&so, &store, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        sz_tls_ctx_unref(tls);
+        sz_conf_free(conf);
+        return 1;
+    }
+    sz_store_register_handlers();
+    sz_c2s_configure(conf, creds_lookup, store, tls);
+    sz_tls_ctx_unref(tls); /* c2s holds its own reference */
     sz_node_t *node = sz_node_start(conf, err, sizeof(err));
     if (!node) {
         fprintf(stderr, "stanzad: %s\n", err);
+        sz_c2s_release();
+        sz_store_close(store);
         sz_conf_free(conf);
         sz_log_open(NULL);
         return 1;
@@ -101,6 +154,8 @@ static int run(const char *path)
         break;
     }
     sz_node_stop(node);
+    sz_c2s_release();
+    sz_store_close(store);
     sz_conf_free(conf);
     sz_log_open(NULL);
     return 0;

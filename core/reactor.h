@@ -96,6 +96,7 @@ struct sz_reactor {
 
     /* Upper-layer hooks, set before sz_reactor_run(). */
     void *net;                                  /* upper layer's per-reactor state */
+    void *router;                               /* core/router.c user table */
     void (*on_flush)(sz_reactor_t *r);          /* end of every iteration */
     void (*on_stop)(sz_reactor_t *r);           /* STOP arrived (once) */
     bool (*quiesced)(sz_reactor_t *r);          /* nothing in flight: safe to exit */

@@ -354,3 +354,37 @@ const char *sz_stanza_err_type_name(enum sz_stanza_err_type t)
     static const char *const n[] = {"auth", "cancel", "continue", "modify", "wait"};
     return (unsigned)t < 5 ? n[t] : "cancel";
 }
+
+/* ---- stanzas built by the server ---------------------------------------- */
+
+struct from_xml {
+    sz_stanza_t *st;
+    unsigned n;
+};
+
+static int from_xml_element(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    struct from_xml *fx = ud;
+    if (fx->n++ == 0)
+        fx->st = sz_stanza_new(span, len, h);
+    return 0;
+}
+
+sz_stanza_t *sz_stanza_from_xml(const char *xml, size_t len)
+{
+    static const char hdr[] = "<stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams'>";
+    static const sz_xml_ops_t ops = {NULL, from_xml_element, NULL};
+    struct from_xml fx = {NULL, 0};
+    sz_xml_parser_t p;
+    sz_xml_parser_init(&p, NULL, &ops, &fx);
+    bool ok = sz_xml_parser_feed(&p, hdr, sizeof(hdr) - 1) == (ssize_t)(sizeof(hdr) - 1) &&
+              sz_xml_parser_feed(&p, xml, len) == (ssize_t)len && fx.n == 1 &&
+              !sz_xml_parser_busy(&p);
+    sz_xml_parser_free(&p);
+    if (!ok && fx.st) {
+        sz_stanza_unref(fx.st);
+        fx.st = NULL;
+    }
+    return fx.st;
+}

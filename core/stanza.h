@@ -42,6 +42,14 @@ typedef struct sz_stanza sz_stanza_t;
 sz_stanza_t *sz_stanza_new(const char *span, size_t len, const sz_xml_head_t *h);
 
 /** Any thread. Takes one more reference; returns <st>. */
+/**
+ * Any thread. A stanza from one complete jabber:client element the server
+ * built itself (<xml>/<len>, e.g. from core/xml/builder): it is parsed under
+ * the default limits exactly like client input. Returns NULL when <xml> is
+ * not one well-formed element (a bug in the caller).
+ */
+sz_stanza_t *sz_stanza_from_xml(const char *xml, size_t len);
+
 sz_stanza_t *sz_stanza_ref(sz_stanza_t *st);
 
 /** Any thread. Drops one reference; the last one frees the stanza and its

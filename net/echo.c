@@ -1,13 +1,9 @@
 /*
- * Two small protocols used before the XMPP stream machine exists:
- *
- * echo (listener kind "echo"): every byte received is sent back, in order.
+ * The echo protocol (listener kind "echo"): every byte received is sent
+ * back, in order.
  * A line that is exactly "@move N" additionally hands the connection to
  * reactor N (mod the reactor count) after echoing it. Tests and benchmarks
  * use it to drive the runtime: queues, output path, handoff under load.
- *
- * hold (kinds c2s, c2s-tls until c2s lands): accepts and keeps the
- * connection, reading and discarding input; it holds no state at all.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -89,16 +85,4 @@ const sz_proto_t sz_proto_echo = {
     .on_open = echo_open,
     .on_data = echo_data,
     .on_close = echo_close,
-};
-
-static void hold_data(sz_conn_t *c, const char *p, size_t n)
-{
-    (void)c;
-    (void)p;
-    (void)n;
-}
-
-const sz_proto_t sz_proto_hold = {
-    .name = "hold",
-    .on_data = hold_data,
 };

@@ -18,6 +18,9 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/router.h"
+#include "core/xml/parser.h"
+#include "net/c2s.h"
 #include "net/conn.h"
 #include "net/listener.h"
 #include "net/proto.h"
@@ -34,6 +37,8 @@ struct sz_node {
     const sz_proto_t **protos; /* per listener */
     unsigned nlisteners;
     pthread_t *threads;
+    const char **domains; /* served domains, for the router */
+    bool *reg;            /* per domain: in-band registration enabled */
     unsigned *accepts; /* per reactor: accepts armed (owner reactor only) */
     struct rearm *rearm; /* per (reactor, listener): delayed re-arm after an error */
     uint32_t slots;
@@ -81,7 +86,7 @@ static const sz_proto_t *proto_for(enum sz_listen_kind k)
     case SZ_LISTEN_C2S_TLS:
         break;
     }
-    return &sz_proto_hold;
+    return &sz_proto_c2s;
 }
 
 /* ---- reactor-side hooks ------------------------------------------------ */
@@ -145,7 +150,7 @@ static void on_stop(sz_reactor_t *r)
 static bool quiesced(sz_reactor_t *r)
 {
     sz_node_t *node = sz_node_current();
-    return node->accepts[r->id] == 0 && sz_conns_quiesced(r);
+    return node->accepts[r->id] == 0 && sz_conns_quiesced(r) && sz_c2s_pending() == 0;
 }
 
 struct start_arg {
@@ -177,6 +182,7 @@ static void *reactor_main(void *arg)
         return NULL;
     }
     sz_conns_init(r, node->protos, node->nlisteners);
+    sz_router_init(r);
     r->on_flush = sz_conns_flush;
     r->on_stop = on_stop;
     r->quiesced = quiesced;
@@ -191,7 +197,9 @@ static void *reactor_main(void *arg)
         sz_reactor_run(r);
     }
     sz_conns_destroy(r);
+    sz_router_destroy(r);
     sz_reactor_destroy(r);
+    sz_xml_scratch_free(); /* the parser's per-thread scratch area */
     return NULL;
 }
 
@@ -205,6 +213,8 @@ static void free_node(sz_node_t *node)
     sz_free(node->protos);
     sz_free(node->accepts);
     sz_free(node->threads);
+    sz_free(node->domains);
+    sz_free(node->reg);
     sz_free(node->rearm);
     sz_free(node->ring_fds);
     free(node->reactors);
@@ -275,6 +285,13 @@ sz_node_t *sz_node_start(const sz_conf_t *conf, char *err, size_t errlen)
         return NULL;
     }
 
+    node->domains = sz_calloc(conf->nhosts ? conf->nhosts : 1, sizeof(char *));
+    node->reg = sz_calloc(conf->nhosts ? conf->nhosts : 1, sizeof(bool));
+    for (size_t i = 0; i < conf->nhosts; i++) {
+        node->domains[i] = conf->hosts[i].domain;
+        node->reg[i] = conf->hosts[i].register_enabled;
+    }
+    sz_router_configure(node->domains, (unsigned)conf->nhosts, node->reg);
     sz_conns_register_handlers();
     sz_reactor_set_handler(SZ_OP_ACCEPT, on_accept);
     sz_conn_max_output = conf->limits.max_output_bytes;

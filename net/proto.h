@@ -13,10 +13,6 @@ extern const sz_proto_t sz_proto_admin;
 /** echo: diagnostic byte echo with "@move N" handoff lines (net/echo.c). */
 extern const sz_proto_t sz_proto_echo;
 
-/** c2s, c2s-tls: accepts and holds client connections; input is read and
- * discarded until the XMPP stream machine exists (net/echo.c). */
-extern const sz_proto_t sz_proto_hold;
-
 /** Admin request deadline in ms (limits.admin_timeout_ms); any thread. */
 extern uint32_t sz_admin_timeout_ms;
 

@@ -1,0 +1,87 @@
+/*
+ * Local routing (RFC 6120 §10, RFC 6121 §8.5). Every bare JID has a home
+ * reactor, hash(bare) % reactors; all sessions of a user are bound on their
+ * home reactor, so each reactor's user table is private to it and needs no
+ * lock. A stanza for a user homed elsewhere crosses once through the
+ * cross-reactor ring, as a reference to the same refcounted stanza.
+ *
+ * Sessions are owned by the connection layer; the router only links them
+ * into its table and delivers through their ops. Everything here runs on
+ * the reactor named in each contract.
+ */
+#ifndef SZ_CORE_ROUTER_H
+#define SZ_CORE_ROUTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/jid.h"
+#include "core/reactor.h"
+#include "core/stanza.h"
+
+typedef struct sz_session sz_session_t;
+typedef struct sz_user sz_user_t;
+
+typedef struct sz_session_ops {
+    /* Write <st> to the session's client. Consumes one reference. */
+    void (*deliver)(sz_session_t *s, sz_stanza_t *st);
+    /* End the session with stream error <cond> (e.g. "conflict"). */
+    void (*kick)(sz_session_t *s, const char *cond);
+} sz_session_ops_t;
+
+/* One bound resource. 48 bytes; embedded in the connection's state. */
+struct sz_session {
+    sz_jid_t *jid;               /* full JID, owned by the session's owner */
+    sz_user_t *user;             /* set while bound */
+    sz_session_t *next;          /* in user->sessions */
+    const sz_session_ops_t *ops;
+    sz_stanza_t *presence;       /* last available presence broadcast, or NULL */
+    int8_t priority;
+    bool available;              /* initial presence sent, not unavailable since */
+};
+
+/** Home reactor of a bare JID: hash(bare) % <n>. Any thread. */
+unsigned sz_router_home(const sz_jid_t *j, unsigned n);
+
+/** Reactor thread, at start. Creates this reactor's user table. */
+void sz_router_init(sz_reactor_t *r);
+
+/** Reactor thread, at exit (all sessions unbound). */
+void sz_router_destroy(sz_reactor_t *r);
+
+/**
+ * Home reactor of s->jid. Links <s>. When a session with the same full JID
+ * is bound already, it is unlinked and returned (the caller kicks it with
+ * <conflict/>, RFC 6120 §7.7.2.2), else NULL.
+ */
+sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s);
+
+/**
+ * Home reactor. Unlinks <s>. If it was available, broadcasts unavailable
+ * presence to the user's other available resources (RFC 6121 §4.5.2).
+ */
+void sz_router_unbind(sz_reactor_t *r, sz_session_t *s);
+
+/**
+ * Home reactor of <from>. Routes <st>, a stanza from the client of <from>
+ * whose 'from' is already stamped with from's full JID. <to> is the parsed
+ * 'to' (NULL when absent). Consumes <st>.
+ */
+void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
+                           const sz_jid_t *to);
+
+/** Number of users / sessions bound on this reactor (for metrics). */
+uint64_t sz_router_sessions(const sz_reactor_t *r);
+
+/**
+ * Main thread, before reactors start: the served domains (the router
+ * answers for them and refuses others with remote-server-not-found) and
+ * what the server identity advertises. <domains> must outlive the node.
+ */
+void sz_router_configure(const char *const *domains, unsigned n, const bool *register_enabled);
+
+/** Product name and version answered to XEP-0092. */
+#define SZ_PRODUCT_NAME    "stanzad"
+#define SZ_PRODUCT_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,892 @@
+/*
+ * The client stream machine (RFC 6120 §4–§8). Per connection it keeps one
+ * struct c2s (the 64-byte parser, the session, a few flags); SASL and TLS
+ * state exist only while used. Runs on the connection's reactor: the
+ * accepting one until SASL succeeds, then the user's home reactor.
+ *
+ * A storage lookup in flight keeps the struct alive after the connection
+ * closed (orphan): the lookup's callback frees it.
+ */
+#include "net/c2s.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "core/jid.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/router.h"
+#include "core/stanza.h"
+#include "core/xml/builder.h"
+#include "core/xml/parser.h"
+#include "core/xml/tree.h"
+#include "net/sasl.h"
+#include "net/tls.h"
+
+#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+
+enum stage {
+    ST_HEADER = 0, /* waiting for a stream header (first or restarted) */
+    ST_OPEN,       /* header answered, features sent */
+    ST_TLS,        /* <proceed/> sent, TLS handshake running */
+    ST_CLOSED,     /* stream error or end sent; input ignored */
+};
+
+#define F_HEADER_SENT 0x01 /* our header went out on the current stream */
+#define F_AUTHED      0x02 /* SASL succeeded */
+#define F_BOUND       0x04 /* resource bound, session in the router */
+#define F_TLS         0x08 /* TLS handshake completed */
+#define F_LOOKUP      0x10 /* storage lookup in flight */
+#define F_ORPHAN      0x20 /* connection gone while the lookup runs */
+#define F_SESSION_IQ  0x40
+
+struct c2s {
+    sz_xml_parser_t xp;  /* 64 */
+    sz_session_t sess;   /* 48; sess.jid is the full JID once bound */
+    sz_conn_t *c;
+    sz_tls_t *tls;
+    sz_sasl_t *sasl;
+    sz_jid_t *authed;    /* bare JID after SASL, until bound */
+    uint8_t stage;
+    uint8_t flags;
+    uint8_t host;        /* index in conf->hosts */
+    uint8_t failures;    /* SASL failures */
+};
+
+static const sz_conf_t *conf;
+static sz_c2s_creds_fn creds_lookup;
+static void *creds_ctx;
+static sz_tls_ctx_t *tls_ctx;
+static __thread unsigned pending; /* lookups in flight on this reactor */
+
+static const sz_session_ops_t session_ops;
+static const sz_tls_io_t tls_io;
+
+void sz_c2s_set_tls(struct sz_tls_ctx *t)
+{
+    sz_tls_ctx_t *old = __atomic_exchange_n(&tls_ctx, t ? sz_tls_ctx_ref(t) : NULL, __ATOMIC_ACQ_REL);
+    sz_tls_ctx_unref(old);
+}
+
+void sz_c2s_configure(const sz_conf_t *c, sz_c2s_creds_fn lookup, void *ctx, struct sz_tls_ctx *t)
+{
+    conf = c;
+    creds_lookup = lookup;
+    creds_ctx = ctx;
+    sz_c2s_set_tls(t);
+}
+
+unsigned sz_c2s_pending(void)
+{
+    return pending;
+}
+
+void sz_c2s_release(void)
+{
+    sz_tls_ctx_unref(__atomic_exchange_n(&tls_ctx, NULL, __ATOMIC_ACQ_REL));
+}
+
+static inline struct c2s *of_sess(sz_session_t *s)
+{
+    return (struct c2s *)((char *)s - offsetof(struct c2s, sess));
+}
+
+static const sz_conf_listen_t *listener(const struct c2s *cs)
+{
+    return &conf->listens[cs->c->listener];
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static int c2s_write(struct c2s *cs, const void *p, size_t n)
+{
+    if (cs->tls && (cs->flags & F_TLS))
+        return sz_tls_output(cs->tls, p, n, &tls_io, cs);
+    return sz_conn_send(cs->c, p, n);
+}
+
+static void c2s_writes(struct c2s *cs, const char *s)
+{
+    c2s_write(cs, s, strlen(s));
+}
+
+static void send_header(struct c2s *cs)
+{
+    uint8_t rnd[12];
+    RAND_bytes(rnd, sizeof(rnd));
+    char id[25];
+    for (unsigned i = 0; i < sizeof(rnd); i++)
+        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                     "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' "
+                     "version='1.0' xml:lang='en'>",
+                     id, conf->hosts[cs->host].domain);
+    c2s_write(cs, buf, (size_t)n);
+    cs->flags |= F_HEADER_SENT;
+}
+
+/* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
+ * then closes after the output is flushed. */
+static void stream_error(struct c2s *cs, const char *cond)
+{
+    if (cs->stage == ST_CLOSED)
+        return;
+    if (!(cs->flags & F_HEADER_SENT))
+        send_header(cs);
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf),
+                     "<stream:error><%s xmlns='" NS_STREAMS "'/></stream:error></stream:stream>",
+                     cond);
+    c2s_write(cs, buf, (size_t)n);
+    SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id, cond);
+    cs->stage = ST_CLOSED;
+    if (cs->tls && (cs->flags & F_TLS))
+        sz_tls_shutdown(cs->tls, &tls_io, cs);
+    sz_conn_close(cs->c, true);
+}
+
+static unsigned sasl_flags(const struct c2s *cs)
+{
+    unsigned f = 0;
+    if (cs->flags & F_TLS) {
+        f |= SZ_SASL_F_TLS;
+        uint8_t cb[64];
+        size_t len = sizeof(cb);
+        if (sz_tls_cb_exporter(cs->tls, cb) == 0)
+            f |= SZ_SASL_F_CB_EXPORTER;
+        if (sz_tls_cb_server_end_point(cs->tls, cb, &len) == 0)
+            f |= SZ_SASL_F_CB_ENDPOINT;
+    }
+    if (listener(cs)->plain_without_tls)
+        f |= SZ_SASL_F_PLAIN_NO_TLS;
+    return f;
+}
+
+static bool tls_offered(const struct c2s *cs)
+{
+    const sz_conf_listen_t *l = listener(cs);
+    return l->kind == SZ_LISTEN_C2S && l->tls != SZ_TLS_NONE && !cs->tls &&
+           __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE) != NULL;
+}
+
+static void send_features(struct c2s *cs)
+{
+    char buf[2048];
+    size_t n = 0;
+    n += (size_t)snprintf(buf, sizeof(buf), "<stream:features>");
+    if (cs->flags & F_AUTHED) {
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+                              "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
+                              "'><optional/></session>");
+    } else {
+        bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
+                            listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
+        if (tls_offered(cs))
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
+                                  tls_required ? "<required/>" : "");
+        /* RFC 6120 §5.3.1: while TLS is mandatory, it is the only feature. */
+        if (!tls_required) {
+            unsigned f = sasl_flags(cs);
+            n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
+            n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
+        }
+    }
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "</stream:features>");
+    c2s_write(cs, buf, n);
+}
+
+/* ---- stream header ---------------------------------------------------- */
+
+static int host_of(const char *d, size_t len)
+{
+    for (size_t i = 0; i < conf->nhosts; i++)
+        if (strlen(conf->hosts[i].domain) == len && memcmp(conf->hosts[i].domain, d, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    struct c2s *cs = ud;
+    if (cs->stage != ST_HEADER) {
+        stream_error(cs, "not-well-formed");
+        return 1;
+    }
+    /* 'to' names the served domain (RFC 6120 §4.7.2). */
+    char to[SZ_JID_INPUT_MAX_BYTES + 1];
+    sz_jid_buf_t jb;
+    sz_jid_t *j = NULL;
+    int host = -1;
+    const sz_xml_str_t *a = &h->attr[SZ_XML_A_TO];
+    if (a->off) {
+        ssize_t n = sz_xml_unescape(span + a->off, a->len, to, sizeof(to), true);
+        if (n > 0 && sz_jid_parse_into(to, (size_t)n, &jb, sizeof(jb), &j, NULL) == 0 &&
+            !sz_jid_has_local(j) && sz_jid_is_bare(j)) {
+            size_t dl;
+            const char *d = sz_jid_domain(j, &dl);
+            host = host_of(d, dl);
+        }
+    }
+    if (host < 0 || ((cs->flags & (F_TLS | F_AUTHED)) && host != cs->host)) {
+        if (host >= 0)
+            cs->host = (uint8_t)host;
+        stream_error(cs, "host-unknown");
+        return 1;
+    }
+    cs->host = (uint8_t)host;
+    /* version: absent means pre-1.0 (RFC 6120 §4.7.5), which we do not speak. */
+    const sz_xml_str_t *v = &h->attr[SZ_XML_A_VERSION];
+    if (!v->off || v->len < 3 || span[v->off] != '1' || span[v->off + 1] != '.') {
+        stream_error(cs, "unsupported-version");
+        return 1;
+    }
+    cs->stage = ST_OPEN;
+    send_header(cs);
+    send_features(cs);
+    return 0;
+}
+
+/* ---- SASL -------------------------------------------------------------- */
+
+static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
+
+static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
+{
+    struct c2s *cs = arg;
+    cs->flags &= (uint8_t)~F_LOOKUP;
+    pending--;
+    if (cs->flags & F_ORPHAN) {
+        sz_free(cs);
+        return;
+    }
+    if (!cs->sasl || cs->stage == ST_CLOSED)
+        return; /* the exchange ended meanwhile: a late answer is dropped */
+    enum sz_sasl_creds_status status = res == 0         ? SZ_SASL_CREDS_FOUND
+                                       : res == -ENOENT ? SZ_SASL_CREDS_NOT_FOUND
+                                                        : SZ_SASL_CREDS_UNAVAILABLE;
+    sz_sasl_out_t out;
+    enum sz_sasl_result r = sz_sasl_creds(cs->sasl, status, res == 0 ? creds : NULL, &out);
+    sasl_result(cs, r, &out);
+}
+
+static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
+{
+    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
+    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)out->user_len, out->user,
+                     conf->hosts[cs->host].domain);
+    sz_jid_t *j = NULL;
+    if (!creds_lookup || n <= 0 || (size_t)n >= sizeof(jid) ||
+        sz_jid_parse(jid, (size_t)n, &j) < 0) {
+        sz_sasl_out_t o2;
+        enum sz_sasl_result r = sz_sasl_creds(cs->sasl, creds_lookup ? SZ_SASL_CREDS_NOT_FOUND
+                                                                     : SZ_SASL_CREDS_UNAVAILABLE,
+                                              NULL, &o2);
+        sasl_result(cs, r, &o2);
+        return;
+    }
+    cs->flags |= F_LOOKUP;
+    pending++;
+    int ret = creds_lookup(creds_ctx, j, on_creds, cs);
+    sz_jid_free(j);
+    if (ret < 0) {
+        pending--;
+        cs->flags &= (uint8_t)~F_LOOKUP;
+        sz_sasl_out_t o2;
+        sasl_result(cs, sz_sasl_creds(cs->sasl, SZ_SASL_CREDS_UNAVAILABLE, NULL, &o2), &o2);
+    }
+}
+
+static void send_b64_element(struct c2s *cs, const char *name, const uint8_t *data, size_t len)
+{
+    size_t cap = sz_sasl_b64_encoded_len(len) + 96;
+    char *buf = sz_malloc(cap);
+    int n = snprintf(buf, cap, "<%s xmlns='" NS_SASL "'>", name);
+    if (len)
+        n += (int)sz_sasl_b64_encode(data, len, buf + n);
+    n += snprintf(buf + n, cap - (size_t)n, "</%s>", name);
+    c2s_write(cs, buf, (size_t)n);
+    sz_free(buf);
+}
+
+static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out)
+{
+    switch (res) {
+    case SZ_SASL_CONTINUE:
+        send_b64_element(cs, "challenge", out->data, out->len);
+        return;
+    case SZ_SASL_NEED_CREDS:
+        lookup(cs, out);
+        return;
+    case SZ_SASL_SUCCESS: {
+        char jid[SZ_JID_INPUT_MAX_BYTES + 1];
+        int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)out->user_len, out->user,
+                         conf->hosts[cs->host].domain);
+        sz_jid_t *j = NULL;
+        if (n <= 0 || (size_t)n >= sizeof(jid) || sz_jid_parse(jid, (size_t)n, &j) < 0) {
+            stream_error(cs, "internal-server-error");
+            return;
+        }
+        send_b64_element(cs, "success", out->data, out->len);
+        sz_sasl_free(cs->sasl);
+        cs->sasl = NULL;
+        cs->authed = j;
+        cs->flags |= F_AUTHED;
+        /* RFC 6120 §6.4.6: the client restarts the stream. */
+        cs->stage = ST_HEADER;
+        cs->flags &= (uint8_t)~F_HEADER_SENT;
+        sz_xml_parser_reset(&cs->xp);
+        sz_xml_limits_t lim = {conf->limits.max_stanza_bytes, (uint16_t)conf->limits.max_depth,
+                               (uint16_t)conf->limits.max_attrs};
+        sz_xml_parser_set_limits(&cs->xp, &lim);
+        SZ_DEBUG("msg=\"authenticated\" conn=%llu jid=%s", (unsigned long long)cs->c->id, jid);
+        /* Every resource of a user lives on its home reactor (DESIGN §2).
+         * <success/> is queued and goes out from there. */
+        sz_reactor_t *r = sz_conn_reactor(cs->c);
+        unsigned home = sz_router_home(j, r->n);
+        if (home != r->id)
+            sz_conn_move(cs->c, home);
+        return;
+    }
+    case SZ_SASL_FAILURE: {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/></failure>",
+                         sz_sasl_err_name(out->err));
+        c2s_write(cs, buf, (size_t)n);
+        sz_sasl_free(cs->sasl);
+        cs->sasl = NULL;
+        /* RFC 6120 §6.4.5: a reasonable number of retries, then a stream
+         * error. */
+        if (++cs->failures >= SZ_C2S_MAX_AUTH_FAILURES)
+            stream_error(cs, "policy-violation");
+        return;
+    }
+    }
+}
+
+static bool name_is(const char *span, const sz_xml_head_t *h, const char *name)
+{
+    return h->name.len == strlen(name) && memcmp(span + h->name.off, name, h->name.len) == 0;
+}
+
+static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    sz_xml_tree_t *t = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;
+    size_t tl = 0;
+    const char *text = root ? sz_xml_text(root, &tl) : NULL;
+    sz_sasl_out_t out;
+    enum sz_sasl_result r;
+    if (!root) {
+        stream_error(cs, "bad-format");
+        goto done;
+    }
+    if (name_is(span, h, "auth")) {
+        if (cs->sasl || (cs->flags & F_LOOKUP)) {
+            stream_error(cs, "policy-violation"); /* a second exchange mid-way */
+            goto done;
+        }
+        if (listener(cs)->kind == SZ_LISTEN_C2S && listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
+            !(cs->flags & F_TLS)) {
+            c2s_writes(cs, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+            goto done;
+        }
+        size_t ml = 0;
+        const char *mech = sz_xml_attr(root, "mechanism", NULL, &ml);
+        uint8_t *ir = NULL;
+        ptrdiff_t irlen = 0;
+        if (tl) {
+            ir = sz_malloc(sz_sasl_b64_decoded_max(tl) + 1);
+            irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
+            if (irlen < 0) {
+                sz_free(ir);
+                c2s_writes(cs, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
+                goto done;
+            }
+        }
+        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64];
+        size_t cb_ep_len = sizeof(cb_ep);
+        unsigned f = sasl_flags(cs);
+        sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
+                            .domain_len = strlen(conf->hosts[cs->host].domain)};
+        if ((f & SZ_SASL_F_CB_EXPORTER) && sz_tls_cb_exporter(cs->tls, cb_exp) == 0)
+            o.cb_exporter = cb_exp;
+        if ((f & SZ_SASL_F_CB_ENDPOINT) &&
+            sz_tls_cb_server_end_point(cs->tls, cb_ep, &cb_ep_len) == 0) {
+            o.cb_endpoint = cb_ep;
+            o.cb_endpoint_len = cb_ep_len;
+        }
+        cs->sasl = sz_sasl_new(&o);
+        r = sz_sasl_start(cs->sasl, mech ? mech : "", mech ? ml : 0, tl ? ir : NULL,
+                          (size_t)irlen, &out);
+        sz_free(ir);
+        sasl_result(cs, r, &out);
+    } else if (name_is(span, h, "response") || name_is(span, h, "abort")) {
+        if (!cs->sasl) {
+            stream_error(cs, "not-authorized"); /* RFC 6120 §6.4: no exchange running */
+            goto done;
+        }
+        if (name_is(span, h, "abort")) {
+            r = sz_sasl_fail(cs->sasl, SZ_SASL_ERR_ABORTED, &out);
+        } else {
+            uint8_t *resp = sz_malloc(sz_sasl_b64_decoded_max(tl) + 1);
+            ptrdiff_t rl = sz_sasl_text_decode(text ? text : "", tl, resp,
+                                               sz_sasl_b64_decoded_max(tl) + 1);
+            r = rl < 0 ? sz_sasl_fail(cs->sasl, SZ_SASL_ERR_INCORRECT_ENCODING, &out)
+                       : sz_sasl_step(cs->sasl, resp, (size_t)rl, &out);
+            sz_free(resp);
+        }
+        sasl_result(cs, r, &out);
+    } else {
+        stream_error(cs, "unsupported-stanza-type");
+    }
+done:
+    sz_xml_tree_free(t);
+}
+
+/* ---- binding ------------------------------------------------------------- */
+
+static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
+{
+    char id[1024];
+    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
+    sz_xb_t xb;
+    sz_xb_init(&xb, 256);
+    sz_xb_start(&xb, "iq", NULL);
+    sz_xb_attr(&xb, "type", "result");
+    if (il >= 0)
+        sz_xb_attr_n(&xb, "id", id, (size_t)il);
+    if (inner)
+        sz_xb_raw(&xb, inner, strlen(inner));
+    sz_xb_end(&xb);
+    char *xml;
+    size_t len;
+    if (sz_xb_finish(&xb, &xml, &len) == 0) {
+        c2s_write(cs, xml, len);
+        sz_free(xml);
+    }
+}
+
+static void iq_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+{
+    char id[1024];
+    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
+    sz_xb_t xb;
+    sz_xb_init(&xb, 256);
+    sz_xb_start(&xb, "iq", NULL);
+    sz_xb_attr(&xb, "type", "error");
+    if (il >= 0)
+        sz_xb_attr_n(&xb, "id", id, (size_t)il);
+    sz_xb_start(&xb, "error", NULL);
+    sz_xb_attr(&xb, "type", type);
+    sz_xb_empty(&xb, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
+    sz_xb_end(&xb);
+    sz_xb_end(&xb);
+    char *xml;
+    size_t len;
+    if (sz_xb_finish(&xb, &xml, &len) == 0) {
+        c2s_write(cs, xml, len);
+        sz_free(xml);
+    }
+}
+
+static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *bind)
+{
+    sz_reactor_t *r = sz_conn_reactor(cs->c);
+    if (sz_router_home(cs->authed, r->n) != r->id) {
+        /* The move to the home reactor failed (no free slot there). */
+        stream_error(cs, "resource-constraint");
+        return;
+    }
+    const sz_xml_node_t *res = sz_xml_child(bind, "resource", NS_BIND);
+    size_t rl = 0;
+    const char *rtext = res ? sz_xml_text(res, &rl) : NULL;
+    char gen[24];
+    if (!rtext || rl == 0) {
+        /* Server-generated resource (RFC 6120 §7.6). */
+        uint8_t rnd[8];
+        RAND_bytes(rnd, sizeof(rnd));
+        for (unsigned i = 0; i < sizeof(rnd); i++)
+            snprintf(gen + 2 * i, 3, "%02x", rnd[i]);
+        rtext = gen;
+        rl = 16;
+    }
+    sz_jid_t *full = NULL;
+    if (sz_jid_with_resource(cs->authed, rtext, rl, &full) < 0) {
+        iq_error(cs, st, "modify", "bad-request"); /* RFC 6120 §7.7.2.1 */
+        return;
+    }
+    cs->sess.jid = full;
+    cs->sess.ops = &session_ops;
+    sz_session_t *old = sz_router_bind(r, &cs->sess);
+    cs->flags |= F_BOUND;
+    sz_jid_free(cs->authed);
+    cs->authed = NULL;
+    sz_conn_cancel_timer(cs->c);
+    if (old)
+        old->ops->kick(old, "conflict"); /* RFC 6120 §7.7.2.2: the new one wins */
+    size_t fl;
+    const char *fj = sz_jid_full(full, &fl);
+    sz_xb_t xb;
+    sz_xb_init(&xb, 128 + fl);
+    sz_xb_start(&xb, "bind", NS_BIND);
+    sz_xb_leaf(&xb, "jid", NULL, fj, fl);
+    sz_xb_end(&xb);
+    char *inner;
+    size_t il;
+    if (sz_xb_finish(&xb, &inner, &il) == 0) {
+        iq_reply(cs, st, inner);
+        sz_free(inner);
+    }
+}
+
+/* ---- stanzas after binding ------------------------------------------------ */
+
+/* RFC 6120 §8.1.2.1: the server stamps 'from' with the full JID; a 'from'
+ * naming anybody else is invalid-from. Returns the stanza to route (a new
+ * one when rewritten) or NULL after a stream error. Consumes <st>. */
+static sz_stanza_t *stamp_from(struct c2s *cs, sz_stanza_t *st)
+{
+    size_t fl, rl;
+    const char *full = sz_jid_full(cs->sess.jid, &fl);
+    const char *raw = sz_stanza_attr_raw(st, SZ_XML_A_FROM, &rl, NULL);
+    if (raw && rl == fl && memcmp(raw, full, fl) == 0)
+        return st;
+    if (raw) {
+        char dec[SZ_JID_INPUT_MAX_BYTES + 1];
+        sz_jid_buf_t jb;
+        sz_jid_t *j = NULL;
+        ssize_t n = sz_stanza_attr(st, SZ_XML_A_FROM, dec, sizeof(dec));
+        if (n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &j, NULL) < 0 ||
+            !(sz_jid_full_eq(j, cs->sess.jid) ||
+              (sz_jid_is_bare(j) && sz_jid_bare_eq(j, cs->sess.jid)))) {
+            sz_stanza_unref(st);
+            stream_error(cs, "invalid-from");
+            return NULL;
+        }
+    }
+    sz_stanza_t *st2 = sz_stanza_rewrite(st, NULL, 0, full, fl);
+    sz_stanza_unref(st);
+    return st2;
+}
+
+static void on_stanza(struct c2s *cs, sz_stanza_t *st)
+{
+    sz_reactor_t *r = sz_conn_reactor(cs->c);
+    st = stamp_from(cs, st);
+    if (!st)
+        return;
+    size_t tl;
+    sz_jid_buf_t jb;
+    sz_jid_t *to = NULL;
+    if (sz_stanza_attr_raw(st, SZ_XML_A_TO, &tl, NULL)) {
+        char dec[SZ_JID_INPUT_MAX_BYTES + 1];
+        ssize_t n = sz_stanza_attr(st, SZ_XML_A_TO, dec, sizeof(dec));
+        if (n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &to, NULL) < 0) {
+            if (sz_stanza_kind(st) == SZ_STANZA_IQ)
+                iq_error(cs, st, "modify", "jid-malformed");
+            sz_stanza_unref(st);
+            return;
+        }
+    }
+    sz_router_from_client(r, &cs->sess, st, to);
+}
+
+static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    struct c2s *cs = ud;
+    if (cs->stage != ST_OPEN)
+        return 1;
+    /* STARTTLS (RFC 6120 §5.4.2). */
+    if (h->ns_id == SZ_XML_NS_TLS && name_is(span, h, "starttls")) {
+        if (!tls_offered(cs) || (cs->flags & F_AUTHED)) {
+            c2s_writes(cs, "<failure xmlns='" NS_TLS "'/></stream:stream>");
+            cs->stage = ST_CLOSED;
+            sz_conn_close(cs->c, true);
+            return 1;
+        }
+        c2s_writes(cs, "<proceed xmlns='" NS_TLS "'/>");
+        cs->tls = sz_tls_new(__atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE), SZ_TLS_STARTTLS);
+        cs->stage = ST_TLS;
+        return 1; /* the rest of this chunk is TLS */
+    }
+    if (!(cs->flags & F_AUTHED)) {
+        if (h->ns_id == SZ_XML_NS_SASL) {
+            on_sasl(cs, span, len, h);
+            return cs->stage == ST_OPEN ? 0 : 1;
+        }
+        /* RFC 6120 §4.9.3.12: nothing else before authentication. */
+        stream_error(cs, "not-authorized");
+        return 1;
+    }
+    if (h->ns_id != SZ_XML_NS_CLIENT || h->name.len < 2 ||
+        !(name_is(span, h, "message") || name_is(span, h, "presence") || name_is(span, h, "iq"))) {
+        stream_error(cs, "unsupported-stanza-type");
+        return 1;
+    }
+    sz_stanza_t *st = sz_stanza_new(span, len, h);
+    if (!(cs->flags & F_BOUND)) {
+        /* Only resource binding until bound (RFC 6120 §7.1). */
+        const sz_xml_node_t *root = sz_stanza_kind(st) == SZ_STANZA_IQ ? sz_stanza_tree(st) : NULL;
+        const sz_xml_node_t *bind = root ? sz_xml_child(root, "bind", NS_BIND) : NULL;
+        char type[8];
+        ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
+        if (bind && tn == 3 && memcmp(type, "set", 3) == 0)
+            bind_resource(cs, st, bind);
+        else
+            stream_error(cs, "not-authorized");
+        sz_stanza_unref(st);
+        return cs->stage == ST_OPEN ? 0 : 1;
+    }
+    /* Legacy session establishment (RFC 3921 §3), answered for old clients. */
+    if (sz_stanza_kind(st) == SZ_STANZA_IQ) {
+        const sz_xml_node_t *root = sz_stanza_tree(st);
+        if (root && sz_xml_child(root, "session", NS_SESSION)) {
+            iq_reply(cs, st, NULL);
+            sz_stanza_unref(st);
+            return 0;
+        }
+    }
+    on_stanza(cs, st);
+    return cs->stage == ST_OPEN ? 0 : 1;
+}
+
+static int on_end(void *ud)
+{
+    struct c2s *cs = ud;
+    /* RFC 6120 §4.4: answer the closing tag with ours, then close. */
+    if (cs->stage != ST_CLOSED) {
+        if (!(cs->flags & F_HEADER_SENT))
+            send_header(cs);
+        c2s_writes(cs, "</stream:stream>");
+        cs->stage = ST_CLOSED;
+        if (cs->tls && (cs->flags & F_TLS))
+            sz_tls_shutdown(cs->tls, &tls_io, cs);
+        sz_conn_close(cs->c, true);
+    }
+    return 1;
+}
+
+static const sz_xml_ops_t xml_ops = {on_header, on_element, on_end};
+
+/* ---- input ------------------------------------------------------------------ */
+
+static void feed_tls(struct c2s *cs, const char *p, size_t n);
+
+static int feed_plain(struct c2s *cs, const char *p, size_t n)
+{
+    /* A callback stops the feed after a stream restart (SASL success),
+     * STARTTLS or the end of the stream; feed the rest accordingly. */
+    while (n && cs->stage != ST_CLOSED && cs->stage != ST_TLS) {
+        ssize_t k = sz_xml_parser_feed(&cs->xp, p, n);
+        if (k < 0) {
+            stream_error(cs, sz_stream_err_name((enum sz_stream_err)-k));
+            return -1;
+        }
+        if (k == 0)
+            break;
+        p += k;
+        n -= (size_t)k;
+    }
+    if (n && cs->stage == ST_TLS && !(cs->flags & F_TLS))
+        feed_tls(cs, p, n); /* bytes after <starttls/>: the ClientHello */
+    return cs->stage == ST_CLOSED ? -1 : 0;
+}
+
+static int tls_cipher(void *ud, const void *p, size_t n)
+{
+    struct c2s *cs = ud;
+    return sz_conn_send(cs->c, p, n);
+}
+
+static int tls_plain(void *ud, const char *p, size_t n)
+{
+    return feed_plain(ud, p, n);
+}
+
+static int tls_handshake(void *ud, sz_tls_t *t)
+{
+    struct c2s *cs = ud;
+    cs->flags |= F_TLS;
+    /* RFC 6120 §5.4.3.3: a new stream over TLS. */
+    cs->stage = ST_HEADER;
+    cs->flags &= (uint8_t)~F_HEADER_SENT;
+    sz_xml_parser_reset(&cs->xp);
+    return 0;
+}
+
+static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake};
+
+static void feed_tls(struct c2s *cs, const char *p, size_t n)
+{
+    int ret = sz_tls_input(cs->tls, p, n, &tls_io, cs);
+    if (ret < 0) {
+        SZ_DEBUG("msg=\"tls failed\" conn=%llu reason=\"%s\"", (unsigned long long)cs->c->id,
+                 sz_tls_error(cs->tls));
+        cs->stage = ST_CLOSED;
+        sz_conn_close(cs->c, true); /* an alert may be queued */
+    } else if (ret & SZ_TLS_PEER_CLOSED) {
+        cs->stage = ST_CLOSED;
+        sz_conn_close(cs->c, true);
+    }
+}
+
+/* ---- connection callbacks ------------------------------------------------- */
+
+static void c2s_open(sz_conn_t *c)
+{
+    struct c2s *cs = sz_calloc(1, sizeof(*cs));
+    cs->c = c;
+    c->pstate = cs;
+    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES, (uint16_t)conf->limits.max_depth,
+                           (uint16_t)conf->limits.max_attrs};
+    if (lim.max_stanza_bytes > conf->limits.max_stanza_bytes)
+        lim.max_stanza_bytes = conf->limits.max_stanza_bytes;
+    sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
+    sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
+    sz_conn_set_timer(c, SZ_C2S_PREAUTH_MS);
+    if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
+        sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
+        if (!ctx) {
+            cs->stage = ST_CLOSED;
+            sz_conn_close(c, false);
+            return;
+        }
+        cs->tls = sz_tls_new(ctx, SZ_TLS_DIRECT);
+        cs->stage = ST_TLS;
+    }
+}
+
+static void c2s_data(sz_conn_t *c, const char *p, size_t n)
+{
+    struct c2s *cs = c->pstate;
+    if (cs->stage == ST_CLOSED)
+        return;
+    if (cs->tls)
+        feed_tls(cs, p, n);
+    else
+        feed_plain(cs, p, n);
+}
+
+static void c2s_timer(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    if (cs->tls && !(cs->flags & F_TLS))
+        sz_conn_close(c, false); /* mid-handshake: no stream to write to */
+    else
+        stream_error(cs, "connection-timeout");
+}
+
+static void c2s_shutdown(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    if (cs->stage == ST_CLOSED || (cs->tls && !(cs->flags & F_TLS)))
+        sz_conn_close(c, false);
+    else
+        stream_error(cs, "system-shutdown");
+}
+
+static void c2s_moved(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    cs->c = c;
+    if (!(cs->flags & F_BOUND))
+        sz_conn_set_timer(c, SZ_C2S_PREAUTH_MS);
+}
+
+static void c2s_close(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    c->pstate = NULL;
+    if (!cs)
+        return;
+    if (cs->flags & F_BOUND) {
+        sz_router_unbind(sz_conn_reactor(c), &cs->sess);
+        sz_jid_free(cs->sess.jid);
+        cs->sess.jid = NULL;
+    }
+    sz_xml_parser_free(&cs->xp);
+    sz_tls_free(cs->tls);
+    sz_sasl_free(cs->sasl);
+    sz_jid_free(cs->authed);
+    cs->tls = NULL;
+    cs->sasl = NULL;
+    cs->authed = NULL;
+    if (cs->flags & F_LOOKUP) {
+        cs->flags |= F_ORPHAN; /* freed by the lookup's callback */
+        cs->c = NULL;
+        return;
+    }
+    sz_free(cs);
+}
+
+const sz_proto_t sz_proto_c2s = {
+    .name = "c2s",
+    .on_open = c2s_open,
+    .on_data = c2s_data,
+    .on_timer = c2s_timer,
+    .on_shutdown = c2s_shutdown,
+    .on_moved = c2s_moved,
+    .on_close = c2s_close,
+};
+
+/* ---- session ops (router → client) ------------------------------------ */
+
+static void release_stanza(void *ref)
+{
+    sz_stanza_unref(ref);
+}
+
+static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
+{
+    struct c2s *cs = of_sess(s);
+    if (cs->stage == ST_CLOSED || !cs->c) {
+        sz_stanza_unref(st);
+        return;
+    }
+    size_t len;
+    const char *raw = sz_stanza_raw(st, &len);
+    /* A client that does not read: policy-violation once its queue would
+     * pass the cap, with room kept for the stream error itself. */
+    uint32_t cap = __atomic_load_n(&sz_conn_max_output, __ATOMIC_RELAXED);
+    if (cs->c->out_bytes + len + 512 > cap) {
+        sz_stanza_unref(st);
+        SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, output_overflow, 1);
+        stream_error(cs, "policy-violation");
+        return;
+    }
+    if (cs->tls) {
+        sz_tls_output(cs->tls, raw, len, &tls_io, cs);
+        sz_stanza_unref(st);
+    } else {
+        sz_conn_send_ref(cs->c, raw, len, release_stanza, st); /* zero copy */
+    }
+}
+
+static void sess_kick(sz_session_t *s, const char *cond)
+{
+    struct c2s *cs = of_sess(s);
+    /* A replaced session was unlinked by the router already: it is no
+     * longer bound, and its last presence goes with it. */
+    if ((cs->flags & F_BOUND) && !s->user) {
+        cs->flags &= (uint8_t)~F_BOUND;
+        sz_jid_free(s->jid);
+        s->jid = NULL;
+        s->available = false;
+        if (s->presence) {
+            sz_stanza_unref(s->presence);
+            s->presence = NULL;
+        }
+    }
+    stream_error(cs, cond);
+}
+
+static const sz_session_ops_t session_ops = {sess_deliver, sess_kick};
