@@ -607,14 +607,6 @@ int sz_tls_input(sz_tls_t *t, const void *p, size_t n, const sz_tls_io_t *io, vo
         }
         t->flags |= F_DONE;
         res |= SZ_TLS_HANDSHAKE_DONE;
-        /* A TLS 1.3 server queues its NewSessionTickets until its next
-         * write (so a non-reading client cannot stall it). Our transport
-         * never blocks, and an idle connection would otherwise hold the
-         * queued flight and the client no ticket: flush them now. */
-        if (SSL_write(t->ssl, NULL, 0) < 0) {
-            res = fail(t, &c, NULL);
-            goto out;
-        }
         if (io->handshake && io->handshake(ud, t) < 0) {
             res |= SZ_TLS_STOPPED;
             goto out;
@@ -643,6 +635,15 @@ int sz_tls_input(sz_tls_t *t, const void *p, size_t n, const sz_tls_io_t *io, vo
             break;
         }
     }
+    /* BoringSSL queues what it owes the peer outside a handshake flight
+     * (TLS 1.3 NewSessionTickets, the answer to a KeyUpdate) until our next
+     * write, so that a client that does not read cannot stall a server.
+     * Our transport never blocks, and an idle connection would otherwise
+     * keep the queued messages (and the client its ticket) indefinitely: a
+     * zero-length write sends them, and sends nothing when nothing waits. */
+    if (res >= 0 && (t->flags & F_DONE) && !(t->flags & F_SHUTDOWN) && !t->err &&
+        SSL_write(t->ssl, NULL, 0) < 0)
+        res = fail(t, &c, NULL);
 out:
     leave(&c);
     return res;

@@ -898,8 +898,21 @@ SZ_TEST(key_update)
     for (int i = 0; i < 3; i++) {
         CLIENT(r = SSL_key_update(pp.cli, SSL_KEY_UPDATE_REQUESTED));
         SZ_CHECK_INT(r, 1);
+        /* The server answers with its own KeyUpdate at once, not at its
+         * next write (nothing stays queued on an idle connection). */
+        client_write(&pp, "<ku/>", 5);
+        size_t sent = pp.cipher_bytes;
+        SZ_CHECK(feed_server(&pp, SIZE_MAX) >= 0);
+        printf("# key update answer: %zu bytes\n", pp.cipher_bytes - sent);
+        SZ_CHECK(pp.cipher_bytes > sent);
+        client_read(&pp);
         roundtrip(&pp, "<after-key-update/>", i == 1 ? 1 : SIZE_MAX);
     }
+    /* Input that owes the peer nothing sends nothing. */
+    client_write(&pp, "<quiet/>", 8);
+    size_t sent = pp.cipher_bytes;
+    SZ_CHECK(feed_server(&pp, SIZE_MAX) >= 0);
+    SZ_CHECK_INT(pp.cipher_bytes, sent);
     pair_free(&pp);
     client_ctx_free(cc);
     sz_tls_ctx_unref(x);
