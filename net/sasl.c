@@ -41,13 +41,14 @@ enum state {
 };
 
 struct sz_sasl {
-    uint8_t state;  /* enum state */
-    uint8_t mech;   /* enum sz_sasl_mech; SZ_SASL_MECH_COUNT before start */
-    uint8_t hash;   /* enum sz_hash of a SCRAM mechanism */
-    bool plus;      /* -PLUS mechanism */
-    bool fake;      /* running on fake credentials: never succeeds */
-    uint8_t acct;   /* enum sz_sasl_creds_status of the looked-up account */
-    unsigned flags; /* SZ_SASL_F_* as advertised */
+    uint8_t state;   /* enum state */
+    uint8_t mech;    /* enum sz_sasl_mech; SZ_SASL_MECH_COUNT before start */
+    uint8_t hash;    /* enum sz_hash of a SCRAM mechanism */
+    bool plus;       /* -PLUS mechanism */
+    bool fake;       /* running on fake credentials: never succeeds */
+    uint8_t acct;    /* enum sz_sasl_creds_status of the looked-up account */
+    uint8_t cb_have; /* SZ_SASL_F_CB_* whose data we hold */
+    unsigned flags;  /* SZ_SASL_F_* as advertised */
     uint32_t fake_iter;
     const uint8_t *secret; /* fake-credential key (not owned) */
     size_t secret_len;
@@ -245,7 +246,8 @@ ptrdiff_t sz_sasl_b64_decode(const char *in, size_t len, uint8_t *out, size_t ca
          * two texts for one value: reject them. */
         if ((pad == 1 && last && (v[2] & 0x3)) || (pad == 2 && last && (v[1] & 0xF)))
             return -EINVAL;
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
         out[o++] = (uint8_t)(w >> 16);
         if (data > 2)
             out[o++] = (uint8_t)(w >> 8);
@@ -312,16 +314,17 @@ sz_sasl_t *sz_sasl_new(const sz_sasl_opts_t *opts)
     s->flags = opts->flags;
     s->domain = sz_strndup(opts->domain ? opts->domain : "", opts->domain ? opts->domain_len : 0);
     s->domain_len = opts->domain ? opts->domain_len : 0;
-    if ((opts->flags & SZ_SASL_F_CB_EXPORTER) && opts->cb_exporter)
+    /* <flags> stay as advertised (the downgrade check needs that); a
+     * binding whose data is missing just cannot be chosen. */
+    if ((opts->flags & SZ_SASL_F_CB_EXPORTER) && opts->cb_exporter) {
         memcpy(s->cb_exporter, opts->cb_exporter, sizeof s->cb_exporter);
-    else
-        s->flags &= ~SZ_SASL_F_CB_EXPORTER;
+        s->cb_have |= SZ_SASL_F_CB_EXPORTER;
+    }
     if ((opts->flags & SZ_SASL_F_CB_ENDPOINT) && opts->cb_endpoint && opts->cb_endpoint_len &&
         opts->cb_endpoint_len <= SZ_SASL_CB_ENDPOINT_MAX) {
         memcpy(s->cb_endpoint, opts->cb_endpoint, opts->cb_endpoint_len);
         s->cb_endpoint_len = opts->cb_endpoint_len;
-    } else {
-        s->flags &= ~SZ_SASL_F_CB_ENDPOINT;
+        s->cb_have |= SZ_SASL_F_CB_ENDPOINT;
     }
     if (opts->secret && opts->secret_len) {
         s->secret = opts->secret;
@@ -561,16 +564,18 @@ static bool cb_name_is(const char *p, size_t n, const char *name)
     return n == strlen(name) && memcmp(p, name, n) == 0;
 }
 
-#define MALFORMED(why) fail(s, SZ_SASL_ERR_MALFORMED_REQUEST, why, out)
+static enum sz_sasl_result malformed(sz_sasl_t *s, const char *why, sz_sasl_out_t *out)
+{
+    return fail(s, SZ_SASL_ERR_MALFORMED_REQUEST, why, out);
+}
 
 /* ------------------------------------------------------------------------ */
 /* SCRAM (RFC 5802 §5, §7)                                                  */
 
-static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len,
-                                       sz_sasl_out_t *out)
+static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, sz_sasl_out_t *out)
 {
     if (len == 0 || len > SZ_SASL_MSG_MAX_BYTES || memchr(m, '\0', len))
-        return MALFORMED("bad client-first-message");
+        return malformed(s, "bad client-first-message", out);
 
     /* gs2-header = gs2-cbind-flag "," [ authzid ] "," */
     size_t i;
@@ -585,17 +590,17 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len,
             char c = m[i];
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '-'))
-                return MALFORMED("bad cb-name");
+                return malformed(s, "bad cb-name", out);
         }
         cbname = m + 2;
         cbname_len = i - 2;
         if (cbname_len == 0)
-            return MALFORMED("bad cb-name");
+            return malformed(s, "bad cb-name", out);
     } else {
-        return MALFORMED("bad gs2-cbind-flag");
+        return malformed(s, "bad gs2-cbind-flag", out);
     }
     if (i >= len || m[i] != ',')
-        return MALFORMED("bad gs2-header");
+        return malformed(s, "bad gs2-header", out);
     i++;
     const char *az = NULL;
     size_t az_len = 0;
@@ -603,12 +608,12 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len,
         az = m + i + 2;
         const char *comma = memchr(az, ',', len - (i + 2));
         if (!comma)
-            return MALFORMED("bad gs2-header");
+            return malformed(s, "bad gs2-header", out);
         az_len = (size_t)(comma - az);
         i = (size_t)(comma - m);
     }
     if (i >= len || m[i] != ',')
-        return MALFORMED("bad gs2-header");
+        return malformed(s, "bad gs2-header", out);
     size_t gs2_len = ++i;
 
     /* client-first-message-bare = [reserved-mext ","] username "," nonce
@@ -616,40 +621,40 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len,
      * are ignored, as the RFC requires. */
     struct attr user, nonce, ext;
     if (next_attr(m, len, &i, &user) != 1)
-        return MALFORMED("bad client-first-message-bare");
+        return malformed(s, "bad client-first-message-bare", out);
     if (user.name == 'm')
-        return MALFORMED("unsupported mandatory extension");
+        return malformed(s, "unsupported mandatory extension", out);
     if (user.name != 'n' || next_attr(m, len, &i, &nonce) != 1 || nonce.name != 'r')
-        return MALFORMED("bad client-first-message-bare");
+        return malformed(s, "bad client-first-message-bare", out);
     if (!printable_nonce(nonce.v, nonce.vlen))
-        return MALFORMED("bad client nonce");
+        return malformed(s, "bad client nonce", out);
     int r;
     while ((r = next_attr(m, len, &i, &ext)) == 1) {
         if (ext.name == 'm')
-            return MALFORMED("unsupported mandatory extension");
+            return malformed(s, "unsupported mandatory extension", out);
     }
     if (r < 0)
-        return MALFORMED("bad extension");
+        return malformed(s, "bad extension", out);
 
     /* Channel binding: -PLUS requires "p=", the others refuse it, and "y"
      * (client could bind, thinks we cannot) is a downgrade when -PLUS was
      * offered (RFC 5802 §6). */
     if (s->plus) {
         if (flag != 'p')
-            return MALFORMED("-PLUS without channel binding");
+            return malformed(s, "-PLUS without channel binding", out);
         if (cb_name_is(cbname, cbname_len, "tls-exporter") &&
-            (s->flags & SZ_SASL_F_CB_EXPORTER)) {
+            (s->cb_have & SZ_SASL_F_CB_EXPORTER)) {
             s->cb = s->cb_exporter;
             s->cb_len = sizeof s->cb_exporter;
         } else if (cb_name_is(cbname, cbname_len, "tls-server-end-point") &&
-                   (s->flags & SZ_SASL_F_CB_ENDPOINT)) {
+                   (s->cb_have & SZ_SASL_F_CB_ENDPOINT)) {
             s->cb = s->cb_endpoint;
             s->cb_len = s->cb_endpoint_len;
         } else {
             return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "unsupported-channel-binding-type", out);
         }
     } else if (flag == 'p') {
-        return MALFORMED("channel binding with a non-PLUS mechanism");
+        return malformed(s, "channel binding with a non-PLUS mechanism", out);
     } else if (flag == 'y' && has_cb(s->flags)) {
         return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "server-does-support-channel-binding", out);
     }
@@ -750,11 +755,10 @@ static void auth_hmac(const sz_sasl_t *s, const uint8_t *key, const char *cfinal
     HMAC_CTX_cleanup(&ctx);
 }
 
-static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len,
-                                       sz_sasl_out_t *out)
+static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len, sz_sasl_out_t *out)
 {
     if (len == 0 || len > SZ_SASL_MSG_MAX_BYTES || memchr(m, '\0', len))
-        return MALFORMED("bad client-final-message");
+        return malformed(s, "bad client-final-message", out);
 
     /* client-final-message = channel-binding "," nonce ["," extensions]
      * "," proof, the proof last. */
@@ -762,16 +766,16 @@ static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len,
     struct attr cb, nonce, a;
     if (next_attr(m, len, &i, &cb) != 1 || cb.name != 'c' || next_attr(m, len, &i, &nonce) != 1 ||
         nonce.name != 'r')
-        return MALFORMED("bad client-final-message");
+        return malformed(s, "bad client-final-message", out);
     int r;
     while ((r = next_attr(m, len, &i, &a)) == 1) {
         if (a.name == 'p')
             break;
         if (a.name == 'm')
-            return MALFORMED("unsupported mandatory extension");
+            return malformed(s, "unsupported mandatory extension", out);
     }
     if (r != 1 || i != len)
-        return MALFORMED("proof missing or not last");
+        return malformed(s, "proof missing or not last", out);
     size_t without_proof = a.start - 1;
 
     /* c= is base64(gs2-header [cb-data]); compared in constant time, since
@@ -786,7 +790,7 @@ static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len,
     }
     sz_free(got);
     if (gl < 0)
-        return MALFORMED("bad channel-binding encoding");
+        return malformed(s, "bad channel-binding encoding", out);
     if (!cb_ok)
         return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "channel-bindings-dont-match", out);
 
@@ -797,7 +801,7 @@ static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len,
     size_t kl = s->cred.key_len;
     if (a.vlen > sz_sasl_b64_encoded_len(SZ_SCRAM_KEY_MAX) ||
         sz_sasl_b64_decode(a.v, a.vlen, proof, sizeof proof) != (ptrdiff_t)kl)
-        return MALFORMED("bad proof");
+        return malformed(s, "bad proof", out);
 
     /* ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); the proof
      * holds when H(ClientKey) == StoredKey. */
@@ -833,16 +837,16 @@ static enum sz_sasl_result plain_msg(sz_sasl_t *s, const char *m, size_t len, sz
 {
     /* message = [authzid] NUL authcid NUL passwd, none of them with NUL */
     if (len == 0 || len > SZ_SASL_MSG_MAX_BYTES)
-        return MALFORMED("bad PLAIN message");
+        return malformed(s, "bad PLAIN message", out);
     const char *n1 = memchr(m, '\0', len);
     const char *n2 = n1 ? memchr(n1 + 1, '\0', len - (size_t)(n1 + 1 - m)) : NULL;
     if (!n2 || memchr(n2 + 1, '\0', len - (size_t)(n2 + 1 - m)))
-        return MALFORMED("bad PLAIN message");
+        return malformed(s, "bad PLAIN message", out);
     size_t az_len = (size_t)(n1 - m);
     const char *cid = n1 + 1, *pw = n2 + 1;
     size_t cid_len = (size_t)(n2 - cid), pw_len = len - (size_t)(pw - m);
     if (cid_len == 0 || pw_len == 0)
-        return MALFORMED("empty authcid or password");
+        return malformed(s, "empty authcid or password", out);
     if (!set_user(s, cid, cid_len))
         return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid username", out);
     if (az_len && !authzid_ok(s, m, az_len))
@@ -913,7 +917,7 @@ enum sz_sasl_result sz_sasl_start(sz_sasl_t *s, const char *mech, size_t mech_le
                                   const uint8_t *ir, size_t len, sz_sasl_out_t *out)
 {
     if (s->state != ST_INIT)
-        return MALFORMED("exchange already started");
+        return malformed(s, "exchange already started", out);
     int m = 0;
     while (m < SZ_SASL_MECH_COUNT &&
            !(mech_len == strlen(mech_names[m]) && memcmp(mech, mech_names[m], mech_len) == 0))
@@ -951,7 +955,7 @@ enum sz_sasl_result sz_sasl_step(sz_sasl_t *s, const uint8_t *response, size_t l
     case ST_WANT_FINAL:
         return scram_final(s, response ? (const char *)response : "", len, out);
     default:
-        return MALFORMED("unexpected response");
+        return malformed(s, "unexpected response", out);
     }
 }
 
@@ -959,7 +963,7 @@ enum sz_sasl_result sz_sasl_creds(sz_sasl_t *s, enum sz_sasl_creds_status status
                                   const sz_scram_creds_t *creds, sz_sasl_out_t *out)
 {
     if (s->state != ST_WANT_CREDS)
-        return MALFORMED("no credentials pending");
+        return malformed(s, "no credentials pending", out);
     if (status != SZ_SASL_CREDS_FOUND && status != SZ_SASL_CREDS_NOT_FOUND &&
         status != SZ_SASL_CREDS_DISABLED && status != SZ_SASL_CREDS_EXPIRED)
         return fail(s, SZ_SASL_ERR_TEMPORARY_AUTH_FAILURE, NULL, out);

@@ -19,8 +19,9 @@
  *       <failure><incorrect-encoding/></failure>, no exchange needed);
  *       s = sz_sasl_new(&opts);  r = sz_sasl_start(s, "M", ir, irlen, &out);
  *   loop on r:
- *     SZ_SASL_CONTINUE   send <challenge>sz_sasl_b64_encode(out.data)</challenge>
- *                        (an empty element when out.len is 0) and wait; on <response>T</response>, decode T, then
+ *     SZ_SASL_CONTINUE   send <challenge>sz_sasl_b64_encode(out.data)
+ *                        </challenge> (no text when out.len is 0) and
+ *                        wait; on <response>T</response>, decode T, then
  *                        r = sz_sasl_step(s, resp, len, &out); on <abort/>,
  *                        r = sz_sasl_fail(s, SZ_SASL_ERR_ABORTED, &out)
  *     SZ_SASL_NEED_CREDS look up the account of out.user (the normalized
@@ -152,8 +153,8 @@ typedef struct sz_sasl_out {
  * <secret>, which must outlive the exchange (it is process-wide config).
  */
 typedef struct sz_sasl_opts {
-    unsigned flags;        /* SZ_SASL_F_*, as advertised */
-    const char *domain;    /* the stream's normalized domain, for the authzid check */
+    unsigned flags;     /* SZ_SASL_F_*, as advertised */
+    const char *domain; /* the stream's normalized domain, for the authzid check */
     size_t domain_len;
     /* Channel-binding data; required when the matching flag is set. */
     const uint8_t *cb_exporter; /* SZ_SASL_CB_EXPORTER_BYTES */
@@ -258,8 +259,8 @@ enum sz_sasl_mech sz_sasl_mech(const sz_sasl_t *s);
 /**
  * Any thread; for c2s, which keeps <*failures> in its pre-auth state.
  * Counts one failed exchange and returns true when <*failures> reached
- * <max_failures> (e.g. SZ_SASL_RETRIES_DEFAULT + 1): the stream should then
- * be closed with a <policy-violation/> stream error after the <failure/>.
+ * <max_failures> (e.g. SZ_SASL_RETRIES_DEFAULT + 1): c2s then closes the
+ * stream after the <failure/> (with a <policy-violation/> stream error).
  */
 static inline bool sz_sasl_count_failure(uint8_t *failures, unsigned max_failures)
 {
