@@ -79,11 +79,11 @@ static void reload(sz_node_t *node, sz_conf_t *cur)
     /* Certificates: new connections use the new context, live ones keep
      * theirs. A bad file keeps the old context. */
     sz_tls_ctx_t *tls = NULL;
-    if (load_tls(cur, &tls) == 0 && tls) {
+    if (load_tls(cur, &tls) < 0) {
+        SZ_ERROR("msg=\"certificates not reloaded, keeping the running ones\"");
+    } else if (tls) {
         sz_c2s_set_tls(tls);
         sz_tls_ctx_unref(tls);
-    } else if (!tls) {
-        SZ_ERROR("msg=\"certificates not reloaded, keeping the running ones\"");
     }
     if (fixed > 0)
         SZ_WARN("msg=\"changed keys need a restart\" keys=\"%s\"", note);
