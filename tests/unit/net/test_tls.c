@@ -478,6 +478,31 @@ SZ_TEST(handshake_tls13)
     sz_tls_ctx_unref(x);
 }
 
+SZ_TEST(finished_and_data_together)
+{
+    sz_tls_ctx_t *x = main_ctx();
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION);
+    struct pair pp;
+    int r;
+
+    /* The client's Finished and its first stream header arrive in one
+     * read: the handshake callback runs before that plaintext. */
+    pair_init(&pp, cc, x, SZ_TLS_DIRECT, "a.example", alpn_xmpp, sizeof alpn_xmpp - 1, NULL);
+    CLIENT(r = SSL_do_handshake(pp.cli));
+    SZ_CHECK(r != 1);
+    SZ_CHECK_INT(feed_server(&pp, SIZE_MAX), 0);
+    CLIENT(r = SSL_do_handshake(pp.cli));
+    SZ_CHECK_INT(r, 1);
+    client_write(&pp, "<stream:stream>", 15);
+    SZ_CHECK_INT(feed_server(&pp, SIZE_MAX), SZ_TLS_HANDSHAKE_DONE);
+    SZ_CHECK_INT(pp.hs_calls, 1);
+    SZ_CHECK_INT(pp.plain_before_hs, 0);
+    SZ_CHECK(pp.got.n == 15 && memcmp(pp.got.p, "<stream:stream>", 15) == 0);
+    pair_free(&pp);
+    client_ctx_free(cc);
+    sz_tls_ctx_unref(x);
+}
+
 SZ_TEST(handshake_tls12)
 {
     sz_tls_ctx_t *x = main_ctx();
@@ -1188,6 +1213,7 @@ int main(void)
     make_cert(&cert_a2, "a2", "a.example", NID_X9_62_prime256v1, EVP_sha256());
 
     SZ_RUN(handshake_tls13);
+    SZ_RUN(finished_and_data_together);
     SZ_RUN(handshake_tls12);
     SZ_RUN(sni);
     SZ_RUN(alpn);
