@@ -83,11 +83,11 @@ enum {
  * BoringSSL. */
 struct sz_tls {
     SSL *ssl;
-    sz_tls_ctx_t *ctx;   /* referenced */
-    const char *err;     /* static reason of the fatal error, or NULL */
-    uint16_t host;       /* index into ctx->hosts + 1; 0 until chosen */
-    uint8_t kind;        /* enum sz_tls_kind */
-    uint8_t flags;       /* F_* */
+    sz_tls_ctx_t *ctx; /* referenced */
+    const char *err;   /* static reason of the fatal error, or NULL */
+    uint16_t host;     /* index into ctx->hosts + 1; 0 until chosen */
+    uint8_t kind;      /* enum sz_tls_kind */
+    uint8_t flags;     /* F_* */
 };
 
 /* The sz_tls_* call in progress on this thread; calls nest when a callback
@@ -98,7 +98,7 @@ struct call {
     void *ud;
     const uint8_t *in; /* ciphertext not yet handed to BoringSSL */
     size_t left;
-    int out_err;       /* io->cipher refused output */
+    int out_err; /* io->cipher refused output */
     struct call *prev;
 };
 
@@ -442,8 +442,8 @@ static int load_host(struct host *h, const sz_conf_host_t *ch, size_t i, char *e
         if (pem_eof())
             snprintf(err, errlen, "hosts[%zu].tls_key %s: no private key found", i, ch->tls_key);
         else
-            snprintf(err, errlen, "hosts[%zu].tls_key %s: %s (encrypted keys are not supported)",
-                     i, ch->tls_key, reason());
+            snprintf(err, errlen, "hosts[%zu].tls_key %s: %s (encrypted keys are not supported)", i,
+                     ch->tls_key, reason());
         goto fail;
     }
     if (!X509_check_private_key(leaf, h->key)) {
@@ -480,10 +480,9 @@ static void ctx_free(sz_tls_ctx_t *x)
 /* TLS 1.2 suites: ECDHE with AEAD only (forward secrecy, no CBC). AES-GCM
  * and ChaCha20 are equally preferred, so the client picks what its CPU does
  * fast. TLS 1.3 suites are BoringSSL's fixed set. */
-static const char cipher_list[] =
-    "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]:"
-    "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+static const char cipher_list[] = "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]:"
+                                  "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]:"
+                                  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
 
 int sz_tls_ctx_new(const sz_conf_t *conf, sz_tls_ctx_t **out, char *err, size_t errlen)
 {
@@ -716,8 +715,8 @@ int sz_tls_cb_exporter(const sz_tls_t *t, uint8_t out[SZ_TLS_CB_EXPORTER_BYTES])
     if (SSL_version(t->ssl) != TLS1_3_VERSION)
         return -ENOTSUP;
     /* In TLS 1.3 an absent context is the empty context (RFC 8446 §7.5). */
-    if (!SSL_export_keying_material(t->ssl, out, SZ_TLS_CB_EXPORTER_BYTES, label,
-                                    sizeof label - 1, NULL, 0, 0)) {
+    if (!SSL_export_keying_material(t->ssl, out, SZ_TLS_CB_EXPORTER_BYTES, label, sizeof label - 1,
+                                    NULL, 0, 0)) {
         ERR_clear_error();
         return -EIO;
     }

@@ -92,12 +92,12 @@ size_t OPENSSL_memory_get_size(void *ptr)
 }
 
 /* Runs <stmt> with the client's allocations tagged as such. */
-#define CLIENT(stmt)                                                                             \
-    do {                                                                                         \
-        int side_ = side;                                                                        \
-        side = SIDE_CLIENT;                                                                      \
-        stmt;                                                                                    \
-        side = side_;                                                                            \
+#define CLIENT(stmt)                                                                               \
+    do {                                                                                           \
+        int side_ = side;                                                                          \
+        side = SIDE_CLIENT;                                                                        \
+        stmt;                                                                                      \
+        side = side_;                                                                              \
     } while (0)
 
 /* ---- certificates ---------------------------------------------------- */
@@ -150,8 +150,7 @@ static void write_file(const char *path, const void *p, size_t n)
 
 /* A leaf for <cn> signed by a throwaway CA with <md>; the chain file holds
  * the leaf then the CA certificate. */
-static void make_cert(struct cert *c, const char *name, const char *cn, int curve,
-                      const EVP_MD *md)
+static void make_cert(struct cert *c, const char *name, const char *cn, int curve, const EVP_MD *md)
 {
     EVP_PKEY *ca_key = gen_key(NID_X9_62_prime256v1), *key = gen_key(curve);
     X509 *ca = gen_cert("stanzad test CA", ca_key, NULL, NULL, EVP_sha256());
@@ -233,17 +232,17 @@ static void sbuf_add(struct sbuf *b, const void *p, size_t n)
 
 struct pair {
     SSL *cli;
-    BIO *c_in;     /* server → client ciphertext */
-    BIO *c_out;    /* client → server ciphertext */
+    BIO *c_in;  /* server → client ciphertext */
+    BIO *c_out; /* client → server ciphertext */
     sz_tls_t *srv;
     struct sbuf got;  /* plaintext received by the server */
     struct sbuf cgot; /* plaintext received by the client */
     size_t cipher_bytes;
     int hs_calls, plain_calls, plain_before_hs;
-    int flags;          /* OR of sz_tls_input results */
-    bool echo;          /* the server echoes what it receives */
-    int refuse_output;  /* io.cipher fails with this */
-    int stop_plain;     /* io.plain returns -1 */
+    int flags;         /* OR of sz_tls_input results */
+    bool echo;         /* the server echoes what it receives */
+    int refuse_output; /* io.cipher fails with this */
+    int stop_plain;    /* io.plain returns -1 */
 };
 
 static int srv_cipher(void *ud, const void *p, size_t n)
@@ -543,8 +542,8 @@ SZ_TEST(sni)
         const struct cert *want;
         const char *host;
     } cases[] = {
-        {"a.example", &cert_a, "a.example"}, {"b.example", &cert_b, "b.example"},
-        {"B.Example", &cert_b, "b.example"}, {"c.example", &cert_c, "c.example"},
+        {"a.example", &cert_a, "a.example"},     {"b.example", &cert_b, "b.example"},
+        {"B.Example", &cert_b, "b.example"},     {"c.example", &cert_c, "c.example"},
         {"other.example", &cert_a, "a.example"}, {NULL, &cert_a, "a.example"},
     };
 
@@ -846,8 +845,8 @@ SZ_TEST(channel_binding)
         SZ_CHECK_INT(sz_tls_cb_server_end_point(pp.srv, ep, &ep_len), -EAGAIN);
         SZ_CHECK_INT(handshake(&pp, SIZE_MAX), 0);
         SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, s), 0);
-        CLIENT(SZ_CHECK(SSL_export_keying_material(pp.cli, c, 32, label, sizeof label - 1, NULL,
-                                                   0, 0)));
+        CLIENT(SZ_CHECK(
+            SSL_export_keying_material(pp.cli, c, 32, label, sizeof label - 1, NULL, 0, 0)));
         SZ_CHECK(memcmp(s, c, 32) == 0);
         SZ_CHECK_INT(sz_tls_cb_server_end_point(pp.srv, ep, &ep_len), 0);
         size_t leaf_len = 0;
@@ -1165,8 +1164,7 @@ static void measure(const char *what, uint16_t version, bool data, size_t nconn)
 
     long b0 = live_bytes[SIDE_SERVER], a0 = live_allocs[SIDE_SERVER], j0 = live_je[SIDE_SERVER];
     for (size_t i = 0; i < nconn; i++) {
-        pair_init(&pp[i], cc, x, SZ_TLS_DIRECT, "a.example", alpn_xmpp, sizeof alpn_xmpp - 1,
-                  NULL);
+        pair_init(&pp[i], cc, x, SZ_TLS_DIRECT, "a.example", alpn_xmpp, sizeof alpn_xmpp - 1, NULL);
         SZ_CHECK_INT(handshake(&pp[i], SIZE_MAX), 0);
         if (data) {
             roundtrip(&pp[i], "<message to='b@a.example'><body>hello</body></message>", 1);
