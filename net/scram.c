@@ -118,10 +118,9 @@ int sz_scram_derive_all(const char *password, size_t plen, uint32_t iterations,
 {
     for (int h = 0; h < SZ_HASH_COUNT; h++) {
         uint8_t salt[SZ_SCRAM_SALT_BYTES];
-        /* RAND_bytes() aborts rather than fail in BoringSSL; the check is
-         * for the documented return convention. */
-        if (!RAND_bytes(salt, sizeof salt))
-            return -EIO;
+        /* BoringSSL's RAND_bytes() always returns 1 (it aborts the process
+         * rather than hand out weak bytes), so there is no error path. */
+        RAND_bytes(salt, sizeof salt);
         int rc = sz_scram_derive((enum sz_hash)h, password, plen, salt, sizeof salt, iterations,
                                  &out->h[h]);
         if (rc < 0) {
