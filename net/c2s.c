@@ -679,8 +679,6 @@ static const sz_xml_ops_t xml_ops = {on_header, on_element, on_end};
 
 /* ---- input ------------------------------------------------------------------ */
 
-static void feed_tls(struct c2s *cs, const char *p, size_t n);
-
 static int feed_plain(struct c2s *cs, const char *p, size_t n)
 {
     /* A callback stops the feed after a stream restart (SASL success),
@@ -696,8 +694,10 @@ static int feed_plain(struct c2s *cs, const char *p, size_t n)
         p += k;
         n -= (size_t)k;
     }
-    if (n && cs->stage == ST_TLS && !(cs->flags & F_TLS))
-        feed_tls(cs, p, n); /* bytes after <starttls/>: the ClientHello */
+    /* Bytes after <starttls/> in the same read were sent before the client
+     * saw <proceed/>: plaintext that must not reach the TLS stream
+     * (STARTTLS command injection). They are dropped. */
+    (void)n;
     return cs->stage == ST_CLOSED ? -1 : 0;
 }
 
@@ -733,7 +733,11 @@ static void feed_tls(struct c2s *cs, const char *p, size_t n)
                  sz_tls_error(cs->tls));
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true); /* an alert may be queued */
-    } else if (ret & SZ_TLS_PEER_CLOSED) {
+    } else if ((ret & SZ_TLS_PEER_CLOSED) && cs->stage != ST_CLOSED) {
+        /* close_notify: end our stream too, then close. */
+        if (cs->flags & F_HEADER_SENT)
+            c2s_writes(cs, "</stream:stream>");
+        sz_tls_shutdown(cs->tls, &tls_io, cs);
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true);
     }
