@@ -182,6 +182,7 @@ def test_admin_stalled_request(node):
     slept through the stall, which trips the stale-clock bug that
     test_admin.py::test_admin_request_after_idle shows."""
     n = node(reactors=1, listeners=["admin"], limits={"admin_timeout_ms": 500})
+    assert_healthy(n)  # the reactor has just run: its clock is fresh
     with socket.create_connection(("127.0.0.1", n.ports["admin"]), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         t0 = time.monotonic()
