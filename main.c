@@ -44,6 +44,12 @@ static int creds_lookup(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void
     return sz_store_account_get_creds(ctx, jid, cb, arg);
 }
 
+static int account_create(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
+                          sz_c2s_done_cb cb, void *arg)
+{
+    return sz_store_account_create(ctx, jid, creds, cb, arg);
+}
+
 /* TLS context from the hosts' certificates; NULL (and no error) when no
  * host has one. Returns -1 after printing the error. */
 static int load_tls(const sz_conf_t *conf, sz_tls_ctx_t **out)
@@ -128,7 +134,8 @@ static int run(const char *path)
         return 1;
     }
     sz_store_register_handlers();
-    sz_c2s_configure(conf, creds_lookup, store, tls);
+    sz_c2s_accounts_t acc = {creds_lookup, account_create, store};
+    sz_c2s_configure(conf, &acc, tls);
     sz_tls_ctx_unref(tls); /* c2s holds its own reference */
     sz_node_t *node = sz_node_start(conf, err, sizeof(err));
     if (!node) {

@@ -105,6 +105,14 @@ static const struct row conf_rows[] = {
      C(limits.max_output_bytes), NULL, NULL},
     {"limits.admin_timeout_ms", T_U32, F_RELOAD, 100, 600000, 10000, NULL,
      C(limits.admin_timeout_ms), NULL, NULL},
+    {"limits.max_unauth_per_source", T_U32, F_RELOAD, 1, 1000000, 32, NULL,
+     C(limits.max_unauth_per_source), NULL, NULL},
+    {"limits.register_per_source_per_hour", T_U32, F_RELOAD, 0, 1000000, 5, NULL,
+     C(limits.register_per_source_per_hour), NULL, NULL},
+    {"limits.preauth_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,
+     C(limits.preauth_timeout_ms), NULL, NULL},
+    {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
+     C(limits.scram_iterations), NULL, NULL},
 };
 #undef C
 

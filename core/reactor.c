@@ -219,13 +219,15 @@ static unsigned handle_cqes(sz_reactor_t *r)
 void sz_reactor_run(sz_reactor_t *r)
 {
     for (;;) {
-        unsigned n = handle_cqes(r);
-        SZ_STAT_ADD(&r->stats, cqes, n);
-        SZ_STAT_ADD(&r->stats, loops, 1);
-
+        /* The clock first: handlers arm timers relative to the wheel's
+         * now, which must not lag by however long we slept. */
         unsigned fired = sz_wheel_advance(&r->wheel, sz_now_ms());
         if (fired)
             SZ_STAT_ADD(&r->stats, timers_fired, fired);
+
+        unsigned n = handle_cqes(r);
+        SZ_STAT_ADD(&r->stats, cqes, n);
+        SZ_STAT_ADD(&r->stats, loops, 1);
 
         unsigned msgs = sz_xq_drain(r->xq, r->id, XQ_BUDGET, on_xq_msg, r);
         if (msgs)

@@ -35,7 +35,9 @@ enum sz_op {
     SZ_OP_SLOT_CLOSE, /* close_direct of a slot whose connection moved away */
     SZ_OP_MOVE_OUT,   /* MSG_RING SEND_FD completion on the sending reactor */
     SZ_OP_MOVE_IN,    /* handed-off descriptor arrived; low 56 bits = state pointer */
-    SZ_OP_CANCEL,     /* cancel requests (only failures complete) */
+    SZ_OP_CANCEL,     /* cancel requests */
+    SZ_OP_PEER,       /* getsockopt(SO_PEERNAME) of a new connection; low 56 bits = op pointer */
+    SZ_OP_SHUTDOWN,   /* shutdown(SHUT_WR) of a draining connection */
     SZ_OP_STORAGE,    /* storage request done; low 56 bits = the request (storage/store.h) */
     SZ_OP_USER,       /* first op free for other layers */
     SZ_OP_MAX = 32,

@@ -15,6 +15,8 @@
     X(refused, counter, "connections_refused_total",                                            \
       "Connections refused because no direct-descriptor slot was free")                         \
     X(closed, counter, "connections_closed_total", "Connections closed")                       \
+    X(source_limited, counter, "connections_source_limited_total",                              \
+      "Client connections refused by limits.max_unauth_per_source")                             \
     X(bytes_in, counter, "bytes_in_total", "Bytes received")                                   \
     X(bytes_out, counter, "bytes_out_total", "Bytes sent")                                     \
     X(slots_used, gauge, "direct_slots_used", "Direct-descriptor slots in use")               \

@@ -264,6 +264,7 @@ static void admin_close(sz_conn_t *c)
 
 const sz_proto_t sz_proto_admin = {
     .name = "admin",
+    .uncapped = true, /* one bounded response per connection */
     .on_open = admin_open,
     .on_data = admin_data,
     .on_timer = admin_timer,

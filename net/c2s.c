@@ -10,6 +10,7 @@
 #include "net/c2s.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -58,12 +59,25 @@ struct c2s {
     uint8_t flags;
     uint8_t host;        /* index in conf->hosts */
     uint8_t failures;    /* SASL failures */
+    uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
+    uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
+    char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
 };
 
+#define NS_REGISTER      "jabber:iq:register"
+#define NS_REGISTER_FEAT "http://jabber.org/features/iq-register"
+
 static const sz_conf_t *conf;
-static sz_c2s_creds_fn creds_lookup;
-static void *creds_ctx;
+static sz_c2s_accounts_t accounts;
 static sz_tls_ctx_t *tls_ctx;
+
+/* Node-wide per-source counters, indexed by a hash of the peer address.
+ * Fixed size and lock-free: addresses that collide share a budget, which
+ * only ever makes a limit stricter. */
+#define SRC_SLOTS 65536u
+static uint32_t unauth_by_src[SRC_SLOTS];
+/* XEP-0077 registrations per source and hour: (hour << 32 | count). */
+static uint64_t reg_by_src[SRC_SLOTS];
 static __thread unsigned pending; /* lookups in flight on this reactor */
 
 static const sz_session_ops_t session_ops;
@@ -75,12 +89,24 @@ void sz_c2s_set_tls(struct sz_tls_ctx *t)
     sz_tls_ctx_unref(old);
 }
 
-void sz_c2s_configure(const sz_conf_t *c, sz_c2s_creds_fn lookup, void *ctx, struct sz_tls_ctx *t)
+void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct sz_tls_ctx *t)
 {
     conf = c;
-    creds_lookup = lookup;
-    creds_ctx = ctx;
+    if (acc)
+        accounts = *acc;
+    else
+        memset(&accounts, 0, sizeof(accounts));
     sz_c2s_set_tls(t);
+}
+
+/* The connection stops counting as unauthenticated (authenticated or
+ * closed). */
+static void uncount_source(struct c2s *cs)
+{
+    if (cs->src) {
+        __atomic_sub_fetch(&unauth_by_src[cs->src - 1], 1, __ATOMIC_RELAXED);
+        cs->src = 0;
+    }
 }
 
 unsigned sz_c2s_pending(void)
@@ -198,6 +224,8 @@ static void send_features(struct c2s *cs)
             unsigned f = sasl_flags(cs);
             n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
             n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
+            if (conf->hosts[cs->host].register_enabled)
+                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<register xmlns='" NS_REGISTER_FEAT "'/>");
         }
     }
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "</stream:features>");
@@ -284,18 +312,19 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)out->user_len, out->user,
                      conf->hosts[cs->host].domain);
     sz_jid_t *j = NULL;
-    if (!creds_lookup || n <= 0 || (size_t)n >= sizeof(jid) ||
+    if (!accounts.get_creds || n <= 0 || (size_t)n >= sizeof(jid) ||
         sz_jid_parse(jid, (size_t)n, &j) < 0) {
         sz_sasl_out_t o2;
-        enum sz_sasl_result r = sz_sasl_creds(cs->sasl, creds_lookup ? SZ_SASL_CREDS_NOT_FOUND
-                                                                     : SZ_SASL_CREDS_UNAVAILABLE,
+        enum sz_sasl_result r = sz_sasl_creds(cs->sasl, accounts.get_creds
+                                                            ? SZ_SASL_CREDS_NOT_FOUND
+                                                            : SZ_SASL_CREDS_UNAVAILABLE,
                                               NULL, &o2);
         sasl_result(cs, r, &o2);
         return;
     }
     cs->flags |= F_LOOKUP;
     pending++;
-    int ret = creds_lookup(creds_ctx, j, on_creds, cs);
+    int ret = accounts.get_creds(accounts.ctx, j, on_creds, cs);
     sz_jid_free(j);
     if (ret < 0) {
         pending--;
@@ -340,6 +369,7 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         cs->sasl = NULL;
         cs->authed = j;
         cs->flags |= F_AUTHED;
+        uncount_source(cs);
         /* RFC 6120 §6.4.6: the client restarts the stream. */
         cs->stage = ST_HEADER;
         cs->flags &= (uint8_t)~F_HEADER_SENT;
@@ -454,18 +484,26 @@ done:
 
 /* ---- binding ------------------------------------------------------------- */
 
-static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
+/* An iq result or error for request id <id> (decoded; NULL: none), built
+ * with the escaping builder. <inner> is trusted serialized XML or NULL;
+ * <etype>/<cond> make it an error. */
+static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *inner,
+                      const char *etype, const char *cond)
 {
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
     sz_xb_t xb;
     sz_xb_init(&xb, 256);
     sz_xb_start(&xb, "iq", NULL);
-    sz_xb_attr(&xb, "type", "result");
-    if (il >= 0)
-        sz_xb_attr_n(&xb, "id", id, (size_t)il);
+    sz_xb_attr(&xb, "type", cond ? "error" : "result");
+    if (id)
+        sz_xb_attr_n(&xb, "id", id, idlen);
     if (inner)
         sz_xb_raw(&xb, inner, strlen(inner));
+    if (cond) {
+        sz_xb_start(&xb, "error", NULL);
+        sz_xb_attr(&xb, "type", etype);
+        sz_xb_empty(&xb, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
+        sz_xb_end(&xb);
+    }
     sz_xb_end(&xb);
     char *xml;
     size_t len;
@@ -475,27 +513,18 @@ static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
     }
 }
 
+static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
+{
+    char id[1024];
+    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
+    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, inner, NULL, NULL);
+}
+
 static void iq_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
 {
     char id[1024];
     ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    sz_xb_t xb;
-    sz_xb_init(&xb, 256);
-    sz_xb_start(&xb, "iq", NULL);
-    sz_xb_attr(&xb, "type", "error");
-    if (il >= 0)
-        sz_xb_attr_n(&xb, "id", id, (size_t)il);
-    sz_xb_start(&xb, "error", NULL);
-    sz_xb_attr(&xb, "type", type);
-    sz_xb_empty(&xb, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
-    sz_xb_end(&xb);
-    sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        c2s_write(cs, xml, len);
-        sz_free(xml);
-    }
+    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, NULL, type, cond);
 }
 
 static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *bind)
@@ -600,6 +629,120 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
     sz_router_from_client(r, &cs->sess, st, to);
 }
 
+/* ---- in-band registration (XEP-0077) -------------------------------------- */
+
+static bool register_allowed(const struct c2s *cs)
+{
+    const sz_conf_listen_t *l = listener(cs);
+    bool tls_ok = (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S || l->tls != SZ_TLS_STARTTLS_REQUIRED;
+    return conf->hosts[cs->host].register_enabled && tls_ok && accounts.create;
+}
+
+/* One registration attempt from the connection's source in this hour? */
+static bool register_budget(const struct c2s *cs)
+{
+    uint32_t limit = conf->limits.register_per_source_per_hour;
+    uint64_t hour = sz_now_ms() / 3600000u;
+    uint64_t *w = &reg_by_src[cs->src_hash ? cs->src_hash - 1 : 0];
+    uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED), next;
+    do {
+        uint64_t count = (old >> 32) == (hour & 0xffffffffu) ? (old & 0xffffffffu) : 0;
+        if (count >= limit)
+            return false;
+        next = (hour & 0xffffffffu) << 32 | (count + 1);
+    } while (!__atomic_compare_exchange_n(w, &old, next, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+static void on_created(void *arg, int res)
+{
+    struct c2s *cs = arg;
+    cs->flags &= (uint8_t)~F_LOOKUP;
+    pending--;
+    char *id = cs->reg_id;
+    cs->reg_id = NULL;
+    if (cs->flags & F_ORPHAN) {
+        sz_free(id);
+        sz_free(cs);
+        return;
+    }
+    if (cs->stage != ST_CLOSED) {
+        if (res == 0)
+            iq_answer(cs, id, id ? strlen(id) : 0, NULL, NULL, NULL);
+        else if (res == -EEXIST)
+            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "cancel", "conflict");
+        else
+            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "wait", "internal-server-error");
+    }
+    sz_free(id);
+}
+
+/* Child element <name> of the register query, as text (NULL: absent). */
+static const char *reg_field(const sz_xml_node_t *q, const char *name, size_t *len)
+{
+    const sz_xml_node_t *f = sz_xml_child(q, name, NS_REGISTER);
+    return f ? sz_xml_text(f, len) : NULL;
+}
+
+static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
+{
+    char type[8];
+    ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
+    if (!register_allowed(cs)) {
+        iq_error(cs, st, "cancel", "service-unavailable");
+        return;
+    }
+    if (tn == 3 && memcmp(type, "get", 3) == 0) {
+        iq_reply(cs, st, "<query xmlns='" NS_REGISTER "'><instructions>Choose a username and "
+                         "password.</instructions><username/><password/></query>");
+        return;
+    }
+    if (tn != 3 || memcmp(type, "set", 3) != 0) {
+        iq_error(cs, st, "modify", "bad-request");
+        return;
+    }
+    if (cs->flags & F_LOOKUP) {
+        iq_error(cs, st, "wait", "resource-constraint");
+        return;
+    }
+    size_t ul = 0, pl = 0;
+    const char *user = reg_field(q, "username", &ul), *pass = reg_field(q, "password", &pl);
+    if (!user || !pass || ul == 0 || pl == 0) {
+        iq_error(cs, st, "modify", "not-acceptable"); /* XEP-0077 §3.1: fields missing */
+        return;
+    }
+    if (!register_budget(cs)) {
+        iq_error(cs, st, "wait", "resource-constraint");
+        return;
+    }
+    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
+    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)ul, user, conf->hosts[cs->host].domain);
+    sz_jid_t *j = NULL;
+    sz_scram_creds_t creds;
+    if (n <= 0 || (size_t)n >= sizeof(jid) || memchr(user, '@', ul) || memchr(user, '/', ul) ||
+        sz_jid_parse(jid, (size_t)n, &j) < 0 ||
+        sz_scram_derive_all(pass, pl, conf->limits.scram_iterations, &creds) < 0) {
+        sz_jid_free(j);
+        iq_error(cs, st, "modify", "not-acceptable");
+        return;
+    }
+    char id[1024];
+    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
+    cs->reg_id = il >= 0 ? sz_strndup(id, (size_t)il) : NULL;
+    cs->flags |= F_LOOKUP;
+    pending++;
+    int ret = accounts.create(accounts.ctx, j, &creds, on_created, cs);
+    memset(&creds, 0, sizeof(creds));
+    sz_jid_free(j);
+    if (ret < 0) {
+        cs->flags &= (uint8_t)~F_LOOKUP;
+        pending--;
+        sz_free(cs->reg_id);
+        cs->reg_id = NULL;
+        iq_error(cs, st, "wait", "internal-server-error");
+    }
+}
+
 static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
 {
     struct c2s *cs = ud;
@@ -622,6 +765,19 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         if (h->ns_id == SZ_XML_NS_SASL) {
             on_sasl(cs, span, len, h);
             return cs->stage == ST_OPEN ? 0 : 1;
+        }
+        /* XEP-0077: registration is the one stanza allowed before
+         * authentication. */
+        if (h->ns_id == SZ_XML_NS_CLIENT && name_is(span, h, "iq")) {
+            sz_stanza_t *st = sz_stanza_new(span, len, h);
+            const sz_xml_node_t *root = sz_stanza_tree(st);
+            const sz_xml_node_t *q = root ? sz_xml_child(root, "query", NS_REGISTER) : NULL;
+            if (q && (register_allowed(cs) || !conf->hosts[cs->host].register_enabled)) {
+                on_register(cs, st, q);
+                sz_stanza_unref(st);
+                return cs->stage == ST_OPEN ? 0 : 1;
+            }
+            sz_stanza_unref(st);
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
         stream_error(cs, "not-authorized");
@@ -756,7 +912,7 @@ static void c2s_open(sz_conn_t *c)
         lim.max_stanza_bytes = conf->limits.max_stanza_bytes;
     sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
     sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
-    sz_conn_set_timer(c, SZ_C2S_PREAUTH_MS);
+    sz_conn_set_timer(c, conf->limits.preauth_timeout_ms);
     if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
         sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
         if (!ctx) {
@@ -803,7 +959,7 @@ static void c2s_moved(sz_conn_t *c)
     struct c2s *cs = c->pstate;
     cs->c = c;
     if (!(cs->flags & F_BOUND))
-        sz_conn_set_timer(c, SZ_C2S_PREAUTH_MS);
+        sz_conn_set_timer(c, conf->limits.preauth_timeout_ms);
 }
 
 static void c2s_close(sz_conn_t *c)
@@ -812,6 +968,11 @@ static void c2s_close(sz_conn_t *c)
     c->pstate = NULL;
     if (!cs)
         return;
+    uncount_source(cs);
+    if (!(cs->flags & F_LOOKUP)) {
+        sz_free(cs->reg_id);
+        cs->reg_id = NULL;
+    }
     if (cs->flags & F_BOUND) {
         sz_router_unbind(sz_conn_reactor(c), &cs->sess);
         sz_jid_free(cs->sess.jid);
@@ -832,7 +993,34 @@ static void c2s_close(sz_conn_t *c)
     sz_free(cs);
 }
 
+static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
+{
+    struct c2s *cs = c->pstate;
+    const void *a = NULL;
+    size_t alen = 0;
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        a = &((const struct sockaddr_in *)sa)->sin_addr;
+        alen = 4;
+    } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        alen = 16;
+    }
+    if (!a)
+        return;
+    uint32_t slot = (uint32_t)(sz_jid_hash_bytes(a, alen) % SRC_SLOTS);
+    cs->src_hash = slot + 1;
+    if (cs->flags & F_AUTHED || cs->stage == ST_CLOSED)
+        return;
+    cs->src = slot + 1;
+    uint32_t n = __atomic_add_fetch(&unauth_by_src[slot], 1, __ATOMIC_RELAXED);
+    if (n > conf->limits.max_unauth_per_source) {
+        SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
+        stream_error(cs, "policy-violation");
+    }
+}
+
 const sz_proto_t sz_proto_c2s = {
+    .on_peer = c2s_peer,
     .name = "c2s",
     .on_open = c2s_open,
     .on_data = c2s_data,

@@ -21,19 +21,27 @@ struct sz_tls_ctx;
  * (no such account) or another -errno. Returns 0 or -errno (then <cb> is
  * never called). */
 typedef void (*sz_c2s_creds_cb)(void *arg, int res, const sz_scram_creds_t *creds);
-typedef int (*sz_c2s_creds_fn)(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void *arg);
+typedef void (*sz_c2s_done_cb)(void *arg, int res);
+typedef struct sz_c2s_accounts {
+    /* Credentials of <jid>: res 0, -ENOENT or -errno. */
+    int (*get_creds)(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void *arg);
+    /* Create <jid> with <creds> (XEP-0077): res 0, -EEXIST or -errno. */
+    int (*create)(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
+                  sz_c2s_done_cb cb, void *arg);
+    void *ctx;
+} sz_c2s_accounts_t;
 
 /** The protocol of c2s and c2s-tls listeners. */
 extern const sz_proto_t sz_proto_c2s;
 
 /**
  * Main thread, before reactors start. <conf> must outlive the node;
- * <lookup>/<ctx> fetch account credentials (NULL: every login fails with
- * temporary-auth-failure); <tls> is the certificate context (NULL: no TLS
+ * <accounts> (copied; NULL: every login fails with temporary-auth-failure)
+ * reaches the account store; <tls> is the certificate context (NULL: no TLS
  * is offered and c2s-tls connections are closed). Takes a reference on
  * <tls>.
  */
-void sz_c2s_configure(const sz_conf_t *conf, sz_c2s_creds_fn lookup, void *ctx,
+void sz_c2s_configure(const sz_conf_t *conf, const sz_c2s_accounts_t *accounts,
                       struct sz_tls_ctx *tls);
 
 /** Main thread (SIGHUP). New connections use <tls>; live ones keep theirs. */
@@ -46,8 +54,6 @@ unsigned sz_c2s_pending(void);
 /** Main thread, after the node stopped: drops the TLS context reference. */
 void sz_c2s_release(void);
 
-/** Pre-authentication deadline (connect to bound), ms. */
-#define SZ_C2S_PREAUTH_MS 60000
 /** Stanza size limit before authentication. */
 #define SZ_C2S_PREAUTH_STANZA_BYTES 16384
 /** SASL failures allowed per connection before policy-violation. */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -26,6 +27,9 @@ _Static_assert(sizeof(sz_conn_t) == 104, "sz_conn_t layout changed: update the b
 #define SZ_CF_MOVE      0x10 /* MSG_RING SEND_FD submitted: not ours any more */
 #define SZ_CF_DIRTY     0x20 /* on the flush list */
 #define SZ_CF_EOF       0x40 /* peer closed its side */
+#define SZ_CF_PEER      0x80 /* peer-address query in flight */
+#define SZ_CF_SHUT      0x100 /* shutdown(SHUT_WR) submitted */
+#define SZ_CF_SHUT_BUSY 0x200 /* ... and not completed yet */
 
 #define DRAIN_DEADLINE_MS 5000
 #define OBUF_MIN          2048
@@ -49,8 +53,13 @@ struct slot_entry {
     sz_conn_t *c;
     struct send_op *op; /* sendmsg state in flight, if any */
     uint32_t gen;
-    uint32_t _pad;
+    uint32_t moving; /* handed off, waiting for MOVE_OUT: <c> belongs elsewhere */
 };
+
+/* Handoffs submitted and not yet adopted (or failed back): no reactor may
+ * exit while one is in the air, or the connection would land on a ring
+ * nobody reads. Node-wide, any reactor. */
+static uint64_t moves_inflight;
 
 struct sz_conns {
     struct slot_entry *slots;
@@ -63,6 +72,19 @@ struct sz_conns {
     uint32_t slot_closes; /* close_direct of moved-away slots in flight */
     uint32_t live;        /* connections allocated here */
 };
+
+/* A peer-address query in flight; freed on its completion. The connection
+ * waits for it before it closes or moves (SZ_CF_PEER), so <c> stays valid. */
+struct peer_op {
+    sz_conn_t *c;
+    struct sockaddr_in6 sa;
+};
+
+/* io_uring socket command (kernel >= 6.7): getsockopt at SOL_SOCKET. */
+#define SOCKET_URING_OP_GETSOCKOPT 2
+#ifndef SO_PEERNAME
+#define SO_PEERNAME 28
+#endif
 
 /* State for a sendmsg in flight; freed on its completion. */
 struct send_op {
@@ -146,7 +168,43 @@ static void install(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
     SZ_STAT_ADD(&r->stats, slots_used, 1);
 }
 
-sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener)
+/* getsockopt(SO_PEERNAME) through IORING_OP_URING_CMD. The option length
+ * must be exactly the address size: the kernel refuses a larger one. The
+ * SQE fields are set by offset because liburing 2.3 predates the socket
+ * commands: cmd_op is the low half of <off>, level/optname overlay <addr>,
+ * optval overlays <addr3>, optlen overlays <file_index>. */
+static void query_peer(sz_reactor_t *r, sz_conn_t *c, int family)
+{
+    struct peer_op *op = sz_calloc(1, sizeof(*op));
+    op->c = c;
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    memset(sqe, 0, sizeof(*sqe));
+    sqe->opcode = IORING_OP_URING_CMD;
+    sqe->fd = (int)c->slot;
+    sqe->flags = IOSQE_FIXED_FILE;
+    sqe->off = SOCKET_URING_OP_GETSOCKOPT;
+    sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)SO_PEERNAME << 32;
+    sqe->addr3 = (uint64_t)(uintptr_t)&op->sa;
+    sqe->file_index = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    sqe->user_data = sz_ud_ptr(SZ_OP_PEER, op);
+    c->flags |= SZ_CF_PEER;
+}
+
+static void on_peer(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    struct peer_op *op = SZ_UD_PTR(cqe->user_data);
+    sz_conn_t *c = op->c;
+    c->flags &= (uint16_t)~SZ_CF_PEER;
+    if (cqe->res > 0 && c->state == SZ_CONN_ACTIVE)
+        c->proto->on_peer(c, (const struct sockaddr *)&op->sa, (unsigned)cqe->res);
+    else if (cqe->res < 0)
+        SZ_DEBUG("msg=\"peer address unknown\" conn=%llu err=\"%s\"", (unsigned long long)c->id,
+                 strerror(-cqe->res));
+    sz_free(op);
+    mark_dirty(r, c);
+}
+
+sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener, int family)
 {
     sz_conns_t *cs = conns_of(r);
     sz_conn_t *c = sz_calloc(1, sizeof(*c));
@@ -158,6 +216,8 @@ sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener)
     arm_recv(r, c);
     if (c->proto->on_open)
         c->proto->on_open(c);
+    if (c->proto->on_peer && c->state == SZ_CONN_ACTIVE)
+        query_peer(r, c, family);
     return c;
 }
 
@@ -186,6 +246,8 @@ static int may_queue(sz_conn_t *c, size_t n)
 {
     if (c->state == SZ_CONN_CLOSING || c->state == SZ_CONN_DRAINING)
         return -EPIPE;
+    if (c->proto->uncapped)
+        return 0;
     uint32_t cap = __atomic_load_n(&sz_conn_max_output, __ATOMIC_RELAXED);
     if (n > cap || c->out_bytes + n > cap)
         return -ENOBUFS;
@@ -401,8 +463,11 @@ static void submit_move(sz_reactor_t *r, sz_conn_t *c)
     sqe->file_index = IORING_FILE_INDEX_ALLOC;
     sqe->user_data = sz_ud(SZ_OP_MOVE_OUT, c->gen, c->slot);
     c->flags |= SZ_CF_MOVE;
+    conns_of(r)->slots[c->slot].moving = 1;
+    __atomic_add_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     /* From here on <c> belongs to the destination as soon as the kernel
-     * delivers it: this reactor only remembers the slot. */
+     * delivers it: this reactor only remembers the slot, and never reads
+     * <c> again unless the handoff fails. */
 }
 
 static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
@@ -411,6 +476,7 @@ static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     uint32_t slot = SZ_UD_SLOT(cqe->user_data);
     if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
         return;
+    cs->slots[slot].moving = 0;
     if (cqe->res >= 0) {
         /* Moved: forget the connection without touching it, and close our
          * copy of the descriptor. */
@@ -427,6 +493,7 @@ static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     /* The destination could not take it (no free slot, ring gone): the
      * connection stays and resumes here. */
     sz_conn_t *c = cs->slots[slot].c;
+    __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     SZ_STAT_ADD(&r->stats, handoff_failed, 1);
     SZ_DEBUG("msg=\"handoff failed\" conn=%llu err=\"%s\"", (unsigned long long)c->id,
              strerror(-cqe->res));
@@ -453,6 +520,7 @@ static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     c->dirty_next = NULL;
     c->state = SZ_CONN_ACTIVE;
     install(r, c, slot);
+    __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     SZ_STAT_ADD(&r->stats, handoff_in, 1);
     (void)cs;
     if (r->stopping) {
@@ -566,6 +634,17 @@ static void on_close(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     free_conn(r, c);
 }
 
+static void on_shutdown(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conn_t *c = lookup(conns_of(r), cqe->user_data);
+    if (!c)
+        return;
+    c->flags &= (uint16_t)~SZ_CF_SHUT_BUSY;
+    if (cqe->res < 0)
+        c->flags |= SZ_CF_EOF; /* not connected any more: nothing to wait for */
+    mark_dirty(r, c);
+}
+
 static void on_cancel(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 {
     /* -ENOENT (nothing left to cancel) is fine. Clearing the flag lets the
@@ -587,13 +666,26 @@ static void step(sz_reactor_t *r, sz_conn_t *c)
             submit_send(r, c);
         break;
     case SZ_CONN_DRAINING:
-        if (c->flags & SZ_CF_RECV)
-            cancel_io(r, c, false); /* stop reading, keep sending */
         if (c->out_head && !(c->flags & SZ_CF_SEND)) {
             submit_send(r, c);
             break;
         }
-        if (c->out_head || (c->flags & (SZ_CF_SEND | SZ_CF_RECV)))
+        if (c->out_head || (c->flags & SZ_CF_SEND))
+            break;
+        /* Lingering close: everything is sent; send FIN and read (and
+         * drop) until the peer's EOF. Closing with unread input would
+         * make the kernel answer with RST, and the peer could lose the
+         * last bytes we sent (a stream error). The drain deadline bounds
+         * the wait. */
+        if (!(c->flags & (SZ_CF_SHUT | SZ_CF_EOF)) && (c->flags & SZ_CF_RECV)) {
+            struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+            io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_WR);
+            sqe->flags |= IOSQE_FIXED_FILE;
+            sqe->user_data = sz_ud(SZ_OP_SHUTDOWN, c->gen, c->slot);
+            c->flags |= SZ_CF_SHUT | SZ_CF_SHUT_BUSY;
+            break;
+        }
+        if (c->flags & (SZ_CF_SHUT_BUSY | SZ_CF_RECV))
             break;
         c->state = SZ_CONN_CLOSING;
         /* fall through */
@@ -602,6 +694,8 @@ static void step(sz_reactor_t *r, sz_conn_t *c)
             cancel_io(r, c, true);
             break;
         }
+        if (c->flags & (SZ_CF_PEER | SZ_CF_SHUT_BUSY))
+            break; /* complete on their own, at once */
         if (!(c->flags & SZ_CF_CLOSE)) {
             c->flags |= SZ_CF_CLOSE;
             struct io_uring_sqe *sqe = sz_reactor_sqe(r);
@@ -610,7 +704,7 @@ static void step(sz_reactor_t *r, sz_conn_t *c)
         }
         break;
     case SZ_CONN_MOVING:
-        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_CANCEL | SZ_CF_MOVE))
+        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_CANCEL | SZ_CF_MOVE | SZ_CF_PEER))
             break; /* the completions will mark it dirty again */
         submit_move(r, c);
         break;
@@ -640,7 +734,9 @@ void sz_conns_shutdown(sz_reactor_t *r)
     sz_conns_t *cs = conns_of(r);
     for (uint32_t i = 0; i < cs->nslots; i++) {
         sz_conn_t *c = cs->slots[i].c;
-        if (!c || (c->flags & SZ_CF_MOVE) || c->state == SZ_CONN_CLOSING)
+        /* A connection handed off is not ours to read, let alone close:
+         * the destination closes it when it arrives there. */
+        if (!c || cs->slots[i].moving || c->state == SZ_CONN_CLOSING)
             continue;
         if (c->state == SZ_CONN_MOVING) {
             c->state = SZ_CONN_CLOSING; /* not yet submitted: close it here */
@@ -656,7 +752,8 @@ void sz_conns_shutdown(sz_reactor_t *r)
 bool sz_conns_quiesced(sz_reactor_t *r)
 {
     sz_conns_t *cs = conns_of(r);
-    return cs->live == 0 && cs->slot_closes == 0;
+    return cs->live == 0 && cs->slot_closes == 0 &&
+           __atomic_load_n(&moves_inflight, __ATOMIC_ACQUIRE) == 0;
 }
 
 void sz_conns_init(sz_reactor_t *r, const sz_proto_t *const *protos, unsigned nlisteners)
@@ -697,4 +794,6 @@ void sz_conns_register_handlers(void)
     sz_reactor_set_handler(SZ_OP_MOVE_OUT, on_move_out);
     sz_reactor_set_handler(SZ_OP_MOVE_IN, on_move_in);
     sz_reactor_set_handler(SZ_OP_CANCEL, on_cancel);
+    sz_reactor_set_handler(SZ_OP_PEER, on_peer);
+    sz_reactor_set_handler(SZ_OP_SHUTDOWN, on_shutdown);
 }

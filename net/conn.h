@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/reactor.h"
 #include "core/timer.h"
@@ -31,6 +32,9 @@ typedef struct sz_obuf sz_obuf_t;
 /** Protocol callbacks. All run on the connection's current reactor. */
 typedef struct sz_proto {
     const char *name;
+    /* Output produced by the server itself, bounded by its own size, not
+     * by what the peer sends: exempt from limits.max_output_bytes. */
+    bool uncapped;
     /* Accepted. Not called again when the connection moves. */
     void (*on_open)(sz_conn_t *c);
     /* <n> bytes received; <p> is valid only during the call (it is a
@@ -47,6 +51,11 @@ typedef struct sz_proto {
     void (*on_moved)(sz_conn_t *c);
     /* Last call before the connection is freed: release protocol state. */
     void (*on_close)(sz_conn_t *c);
+    /* Optional: the peer's address, soon after on_open (a direct descriptor
+     * has no fd for getpeername(); it is read with an io_uring socket
+     * command). <sa> is valid only during the call. Not called when the
+     * kernel cannot tell (then the protocol never learns it). */
+    void (*on_peer)(sz_conn_t *c, const struct sockaddr *sa, unsigned len);
 } sz_proto_t;
 
 enum sz_conn_state {
@@ -146,9 +155,10 @@ void sz_conns_destroy(sz_reactor_t *r);
 
 /**
  * Reactor thread. Adopts the accepted direct descriptor <slot> as a new
- * connection of listener <listener>. Returns the connection.
+ * connection of listener <listener>, whose sockets are of address <family>.
+ * Returns the connection.
  */
-sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener);
+sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener, int family);
 
 /** Reactor thread. In-flight work that must end before the reactor exits. */
 bool sz_conns_quiesced(sz_reactor_t *r);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -107,7 +108,8 @@ static void on_accept(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     unsigned idx = SZ_UD_SLOT(cqe->user_data);
     bool retry_later = false;
     if (cqe->res >= 0) {
-        sz_conns_adopt(r, (uint32_t)cqe->res, idx);
+        sz_conns_adopt(r, (uint32_t)cqe->res, idx,
+                       strchr(node->listeners[idx].conf->address, ':') ? AF_INET6 : AF_INET);
     } else if (cqe->res == -ENFILE) {
         /* No free direct-descriptor slot: the kernel has already closed
          * the new socket. Existing connections are unaffected. */

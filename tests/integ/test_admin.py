@@ -238,13 +238,6 @@ def test_sighup_broken_config(node):
     n.stop_clean()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (core/reactor.c sz_reactor_run): completion handlers run before "
-    "the wheel is advanced after a sleep, so sz_reactor_now() is stale by "
-    "the time the reactor slept and a timer armed there expires that much "
-    "early. An admin connection accepted after the reactor idled for "
-    ">= limits.admin_timeout_ms is closed with no response (with the default "
-    "10000 ms: any request after 10 s of idleness)"))
 def test_admin_request_after_idle(node):
     n = node(reactors=1, listeners=["admin"], limits={"admin_timeout_ms": 200})
     for _ in range(3):
@@ -254,11 +247,6 @@ def test_admin_request_after_idle(node):
     n.stop_clean()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (net/admin.c respond): the response goes through sz_conn_send(), "
-    "whose -ENOBUFS for a body above limits.max_output_bytes is ignored: the "
-    "node sends the head with the full Content-Length and no body. Two "
-    "reactors make /metrics ~5 KB, above the allowed minimum cap of 4096"))
 def test_metrics_larger_than_output_cap(node):
     n = node(reactors=2, listeners=["admin"], limits={"max_output_bytes": 4096})
     raw = http_raw(n.ports["admin"], b"GET /metrics HTTP/1.1\r\n\r\n")

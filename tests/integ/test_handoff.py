@@ -111,15 +111,6 @@ def test_handoff_under_traffic(node):
     print(f"{N_CONNS} connections, {h_in:.0f} handoffs, echo verified in {elapsed:.1f}s")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (net/conn.c sz_conns_shutdown): after submit_move() the source "
-    "reactor's slot entry still points at the connection until its MOVE_OUT "
-    "completion, but the destination may already own it (on_move_in clears "
-    "c->flags, so SZ_CF_MOVE no longer shows). A STOP in that window makes "
-    "the source read c->flags (conn.c:643; ASan heap-use-after-free when the "
-    "destination already freed it) or close the connection from the wrong "
-    "thread (DRAINING state, DIRTY flag and timer set by the source): the "
-    "destination then never closes it and the node hangs in sz_node_stop"))
 @pytest.mark.parametrize("round_", range(5))
 def test_stop_with_moving_connections(node, round_):
     """SIGTERM while connections are live and moving: clean exit 0.
