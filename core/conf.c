@@ -94,6 +94,7 @@ static const struct row conf_rows[] = {
     {"node.queue_entries", T_U32, F_POW2, 16, 1u << 20, 4096, NULL, C(node.queue_entries), NULL,
      NULL},
     {"node.pin_threads", T_BOOL, 0, 0, 0, 0, NULL, C(node.pin_threads), NULL, NULL},
+    {"node.secret", T_STR, F_NULL, 0, 0, 0, NULL, C(node.secret), NULL, NULL},
     {"storage.backend", T_STRSET, 0, 0, 0, 0, "sqlite", C(storage.backend), parse_backend,
      "sqlite"},
     {"storage.path", T_STR, 0, 0, 0, 0, "var/data/stanzad.db", C(storage.path), NULL, NULL},

@@ -66,6 +66,7 @@ typedef struct sz_conf {
         uint32_t recv_buffer_bytes;     /* bytes per provided buffer, 512..65536, default 4096 */
         uint32_t queue_entries;         /* cross-reactor ring slots per pair, power of 2, 16..1048576, default 4096 */
         bool pin_threads;               /* pin reactor i to CPU i, default false */
+        char *secret;                   /* keys SCRAM answers for unknown users; NULL: random per process */
     } node;
 
     sz_conf_host_t *hosts; /* at least one unless only admin/echo listeners */

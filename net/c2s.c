@@ -446,7 +446,12 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
         size_t cb_ep_len = sizeof(cb_ep);
         unsigned f = sasl_flags(cs);
         sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
-                            .domain_len = strlen(conf->hosts[cs->host].domain)};
+                            .domain_len = strlen(conf->hosts[cs->host].domain),
+                            .fake_iterations = conf->limits.scram_iterations};
+        if (conf->node.secret) {
+            o.secret = (const uint8_t *)conf->node.secret;
+            o.secret_len = strlen(conf->node.secret);
+        }
         if ((f & SZ_SASL_F_CB_EXPORTER) && sz_tls_cb_exporter(cs->tls, cb_exp) == 0)
             o.cb_exporter = cb_exp;
         if ((f & SZ_SASL_F_CB_ENDPOINT) &&
