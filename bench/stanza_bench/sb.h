@@ -1,0 +1,182 @@
+/*
+ * stanza-bench internals shared by its files: the run configuration, the
+ * per-thread engine state, the simulated session and the counters the
+ * main thread reads while the workers run.
+ *
+ * Threads: user j (0-based) belongs to worker thread j % threads for the
+ * whole run; only that thread touches its session. The main thread only
+ * reads the relaxed-atomic counters and the phase, and merges histograms
+ * and error tables after the workers have been joined.
+ */
+#ifndef SB_SB_H
+#define SB_SB_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include "bench/stanza_bench/auth.h"
+#include "bench/stanza_bench/hist.h"
+#include "core/bufring.h"
+#include "core/xml/parser.h"
+
+enum sb_scenario { SB_SC_CONNECT = 0, SB_SC_ONE2ONE };
+
+/* Run phases, set by the main thread (sb_run_t.phase). */
+enum sb_phase {
+    SB_PH_INIT = 0,
+    SB_PH_RAMP,  /* logins are launched on schedule */
+    SB_PH_HOLD,  /* connect: everybody idle */
+    SB_PH_MSG,   /* one2one: messages sent on schedule */
+    SB_PH_DRAIN, /* one2one: waiting for messages in flight */
+    SB_PH_STOP,  /* workers close everything and exit */
+};
+
+typedef struct sb_conf {
+    enum sb_scenario scenario;
+    struct sockaddr_in server;
+    const char *domain;
+    const char *user_pattern, *pass_pattern, *resource;
+    uint32_t src_lo, src_hi; /* source IPv4 range, host order; 0: no bind */
+    unsigned threads;
+    uint32_t users, first; /* user{first} .. user{first+users-1} */
+    double login_rate;     /* logins/s, all threads together */
+    double duration;       /* hold (connect) or message phase (one2one), s */
+    double msg_rate;       /* messages/s, all threads together */
+    uint32_t msg_size;     /* body bytes */
+    enum sb_mech mech;
+    double login_timeout, loss_timeout; /* s */
+    uint32_t bufs, buf_size;           /* provided buffers per thread */
+} sb_conf_t;
+
+/* Counters a worker writes and the main thread reads (relaxed atomics). */
+typedef struct sb_counters {
+    uint64_t launched;  /* connects started */
+    uint64_t connected; /* TCP connects done */
+    uint64_t online;    /* bound, initial presence sent */
+    uint64_t failed;    /* logins that ended without going online */
+    uint64_t dropped;   /* online sessions closed by the server */
+    uint64_t sent, received, late, bounced; /* messages */
+    uint64_t errors;    /* every counted error, all kinds */
+    uint64_t bytes_in, bytes_out;
+    uint64_t last_online_ns; /* time of the latest login, monotonic */
+    uint64_t ival_p99_ns;    /* delivery p99 of the last second */
+    uint64_t max_lag_ns;     /* latest send behind its intended time */
+    uint64_t planned;        /* messages this thread will send (set with picked) */
+    uint64_t picked;         /* 1 once the message phase's senders are chosen */
+} sb_counters_t;
+
+/* Errors by condition, e.g. "stream:policy-violation". */
+#define SB_ERR_KINDS 64
+typedef struct sb_errtab {
+    unsigned n;
+    uint64_t other; /* errors of kinds beyond the table */
+    struct {
+        char name[56];
+        uint64_t count;
+    } e[SB_ERR_KINDS];
+} sb_errtab_t;
+
+/*
+ * One simulated user. Idle and online, it costs this struct only (no
+ * receive buffer: recv uses the thread's provided buffers; the parser
+ * copies only an element split across reads). 128 bytes or less on LP64
+ * (static_assert in engine.c).
+ */
+typedef struct sb_sess {
+    sz_xml_parser_t xp;          /* 64 */
+    struct sb_obuf *oq, *oq_tail; /* output queue; the head is in flight */
+    sb_auth_t *auth;             /* during SASL only */
+    uint64_t t_start;            /* intended login time, ns */
+    int fd;                      /* -1 when closed */
+    uint32_t user;               /* 0-based user index */
+    uint8_t state;               /* enum in engine.c */
+    uint8_t flags;
+    uint8_t gen;                 /* drops completions of an earlier fd */
+} sb_sess_t;
+
+typedef struct sb_run sb_run_t;
+
+typedef struct sb_thread {
+    sb_run_t *run;
+    unsigned id;
+    pthread_t th;
+    struct io_uring ring;
+    sz_bufring_t br;
+    sb_sess_t *sess; /* sess[k] is user k * threads + id */
+    uint32_t nsess;
+    uint32_t next_login;   /* next k to launch */
+    uint32_t *senders;     /* one2one: indexes into sess[] */
+    uint32_t nsenders;
+    uint64_t next_msg;     /* next k: global message k * threads + id */
+    uint64_t next_sweep;   /* ns */
+    uint64_t next_ival;    /* ns */
+    int err;               /* setup error (-errno) */
+    sb_counters_t c;
+    sb_hist_t login_h, deliver_h, ival_h;
+    sb_errtab_t errs;
+} sb_thread_t;
+
+struct sb_run {
+    sb_conf_t conf;
+    int phase;              /* enum sb_phase; atomic */
+    uint64_t t_ramp0;       /* ns, intended time of user 0's login */
+    uint64_t t_msg0;        /* ns, intended time of message 0 */
+    uint64_t nmsgs;         /* messages to send in the message phase */
+    uint8_t *online;        /* per user: 1 once online (atomic bytes) */
+    sb_thread_t *t;
+};
+
+/** Monotonic clock, ns. */
+uint64_t sb_now_ns(void);
+
+/** Counts one error of kind <name> in <t>'s table. Owner thread. */
+void sb_err(sb_thread_t *t, const char *name);
+
+/** Formats pattern <pat> with "{N}" replaced by <n> into <out>. */
+void sb_pattern(const char *pat, uint32_t n, char *out, size_t cap);
+
+/** Starts the worker threads of <run> (after conf is set); 0 or -errno. */
+int sb_engine_start(sb_run_t *run);
+
+/** Joins the workers (after phase STOP). */
+void sb_engine_join(sb_run_t *run);
+
+/* Protocol side (xmpp.c), called by the engine on the owner thread. */
+/** The TCP connection is up: sends the stream header. */
+void sb_xmpp_connected(sb_thread_t *t, sb_sess_t *s);
+/** Bytes received on <s>. */
+void sb_xmpp_input(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n);
+/** Sends one one2one message from <s> to its partner, intended at <when>. */
+void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
+/** Frees the calling worker's protocol buffers (at its exit). */
+void sb_xmpp_thread_exit(void);
+extern const sz_xml_ops_t sb_xmpp_ops;
+/** The worker thread running on this thread (parser callbacks use it). */
+extern __thread sb_thread_t *sb_cur;
+
+/* Engine side (engine.c), called by the protocol. */
+/** Queues <n> bytes of <p> (copied) for sending on <s>. */
+void sb_send(sb_thread_t *t, sb_sess_t *s, const void *p, size_t n);
+/** Ends <s>: no more input is handled; its fd is closed once idle.
+ * <login_failed>: the session never went online (counts a failed login). */
+void sb_close(sb_thread_t *t, sb_sess_t *s);
+/** Marks <s> online (login latency recorded). */
+void sb_online(sb_thread_t *t, sb_sess_t *s);
+
+/* Session states (sb_sess_t.state). */
+enum sb_state {
+    SB_ST_IDLE = 0,   /* not launched */
+    SB_ST_CONNECTING, /* TCP connect in flight */
+    SB_ST_FEAT1,      /* header sent; waiting for the server's features */
+    SB_ST_AUTH,       /* SASL exchange running */
+    SB_ST_FEAT2,      /* restarted after SASL; waiting for features */
+    SB_ST_BIND,       /* bind iq sent */
+    SB_ST_ONLINE,     /* bound, presence sent */
+    SB_ST_CLOSED,     /* done or failed */
+};
+
+#endif

@@ -1,0 +1,410 @@
+/*
+ * The client side of an XMPP stream (RFC 6120), one simulated user per
+ * sb_sess_t: stream header, SASL (auth.c), stream restart, resource
+ * binding, initial presence; then one2one messages out and in. The
+ * server's bytes go through the project's incremental parser (core/xml),
+ * whose state is the session's 64-byte sz_xml_parser_t; an element tree is
+ * built only for the rare elements whose content matters (features, SASL,
+ * errors, server iqs), never for a delivered message.
+ *
+ * Every stream error, SASL failure and stanza error is counted by
+ * condition (sb_err). Owner thread of the session only (sb_cur).
+ */
+#include "bench/stanza_bench/sb.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xml/tree.h"
+
+#define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_PING    "urn:xmpp:ping"
+
+#define BIND_ID "sb-bind"
+/* A message body starts with this tag, the intended send time (ns,
+ * CLOCK_MONOTONIC) and the global message number. */
+#define BODY_TAG "sb "
+
+static void sendz(sb_thread_t *t, sb_sess_t *s, const char *str)
+{
+    sb_send(t, s, str, strlen(str));
+}
+
+static void send_header(sb_thread_t *t, sb_sess_t *s)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "<?xml version='1.0'?><stream:stream to='%s' version='1.0' "
+                     "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+                     t->run->conf.domain);
+    sb_send(t, s, buf, (size_t)n);
+}
+
+/* Ends the stream politely (our closing tag), then the session. */
+static void end_stream(sb_thread_t *t, sb_sess_t *s)
+{
+    sendz(t, s, "</stream:stream>");
+    sb_close(t, s);
+}
+
+void sb_xmpp_connected(sb_thread_t *t, sb_sess_t *s)
+{
+    s->state = SB_ST_FEAT1;
+    send_header(t, s);
+}
+
+static bool name_is(const char *span, const sz_xml_head_t *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name.len == n && memcmp(span + h->name.off, name, n) == 0;
+}
+
+static bool attr_is(const char *span, const sz_xml_head_t *h, enum sz_xml_attr_idx i,
+                    const char *v)
+{
+    size_t n = strlen(v);
+    return h->attr[i].off && h->attr[i].len == n && memcmp(span + h->attr[i].off, v, n) == 0;
+}
+
+/* The first child element of <n> in namespace <ns>: a condition. */
+static const char *condition(const sz_xml_node_t *n, const char *ns)
+{
+    for (const sz_xml_node_t *c = n ? n->children : NULL; c; c = c->next)
+        if (c->kind == SZ_XML_ELEM && c->ns && strcmp(c->ns, ns) == 0 &&
+            strcmp(c->name, "text") != 0)
+            return c->name;
+    return "undefined-condition";
+}
+
+static void count(sb_thread_t *t, const char *kind, const char *cond)
+{
+    char name[56];
+    snprintf(name, sizeof(name), "%s:%s", kind, cond);
+    sb_err(t, name);
+}
+
+/* A stanza of type 'error': counted as stanza:<kind>:<condition>. */
+static void stanza_error(sb_thread_t *t, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+    const sz_xml_node_t *e = root ? sz_xml_child(root, "error", NULL) : NULL;
+    char kind[32];
+    snprintf(kind, sizeof(kind), "stanza:%.*s", (int)h->name.len, span + h->name.off);
+    count(t, kind, condition(e, NS_STANZAS));
+    sz_xml_tree_free(tr);
+}
+
+/* ---- features, SASL, binding -------------------------------------------- */
+
+static void start_auth(sb_thread_t *t, sb_sess_t *s, const sz_xml_node_t *mechs)
+{
+    const sb_conf_t *cf = &t->run->conf;
+    const char *want = sb_mech_name(cf->mech);
+    bool offered = false;
+    for (const sz_xml_node_t *m = sz_xml_child(mechs, "mechanism", NS_SASL); m;
+         m = sz_xml_next(m, "mechanism", NS_SASL))
+        if (strcmp(m->text, want) == 0)
+            offered = true;
+    if (!offered) {
+        sb_err(t, "client:mechanism-not-offered");
+        end_stream(t, s);
+        return;
+    }
+    char user[160], pass[160], out[SB_AUTH_OUT_MAX];
+    sb_pattern(cf->user_pattern, cf->first + s->user, user, sizeof(user));
+    sb_pattern(cf->pass_pattern, cf->first + s->user, pass, sizeof(pass));
+    s->auth = sb_auth_start(cf->mech, user, pass, NULL, out);
+    if (!s->auth) {
+        sb_err(t, "client:credentials-too-long");
+        end_stream(t, s);
+        return;
+    }
+    char buf[SB_AUTH_OUT_MAX + 128];
+    int n = snprintf(buf, sizeof(buf), "<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>", want,
+                     out);
+    sb_send(t, s, buf, (size_t)n);
+    s->state = SB_ST_AUTH;
+}
+
+static void on_features(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
+                        const sz_xml_head_t *h)
+{
+    if (s->state != SB_ST_FEAT1 && s->state != SB_ST_FEAT2)
+        return; /* features at another time: nothing to do */
+    sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+    if (!root) {
+        sb_err(t, "client:bad-features");
+        end_stream(t, s);
+    } else if (s->state == SB_ST_FEAT1) {
+        const sz_xml_node_t *mechs = sz_xml_child(root, "mechanisms", NS_SASL);
+        if (mechs) {
+            start_auth(t, s, mechs);
+        } else {
+            /* TLS is not implemented in this version of the tool. */
+            sb_err(t, sz_xml_child(root, "starttls", NS_TLS) ? "client:tls-required"
+                                                             : "client:no-sasl-mechanisms");
+            end_stream(t, s);
+        }
+    } else if (!sz_xml_child(root, "bind", NS_BIND)) {
+        sb_err(t, "client:no-bind-feature");
+        end_stream(t, s);
+    } else {
+        char buf[256];
+        int n = snprintf(buf, sizeof(buf),
+                         "<iq type='set' id='" BIND_ID "'><bind xmlns='" NS_BIND
+                         "'><resource>%s</resource></bind></iq>",
+                         t->run->conf.resource);
+        sb_send(t, s, buf, (size_t)n);
+        s->state = SB_ST_BIND;
+    }
+    sz_xml_tree_free(tr);
+}
+
+static void on_sasl(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
+                    const sz_xml_head_t *h)
+{
+    if (s->state != SB_ST_AUTH) {
+        sb_err(t, "client:unexpected-sasl");
+        end_stream(t, s);
+        return;
+    }
+    sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+    const char *why = NULL;
+    if (!root) {
+        sb_err(t, "client:bad-sasl-element");
+        end_stream(t, s);
+    } else if (name_is(span, h, "challenge")) {
+        char out[SB_AUTH_OUT_MAX], buf[SB_AUTH_OUT_MAX + 64];
+        if (sb_auth_step(s->auth, root->text, root->text_len, out, &why) < 0) {
+            count(t, "client", why);
+            end_stream(t, s);
+        } else {
+            int n = snprintf(buf, sizeof(buf), "<response xmlns='" NS_SASL "'>%s</response>", out);
+            sb_send(t, s, buf, (size_t)n);
+        }
+    } else if (name_is(span, h, "success")) {
+        if (sb_auth_finish(s->auth, root->text, root->text_len, &why) < 0) {
+            count(t, "client", why);
+            end_stream(t, s);
+        } else {
+            sb_auth_free(s->auth);
+            s->auth = NULL;
+            /* RFC 6120 §6.4.6: a new stream on the same connection. */
+            sz_xml_parser_reset(&s->xp);
+            s->state = SB_ST_FEAT2;
+            send_header(t, s);
+        }
+    } else if (name_is(span, h, "failure")) {
+        count(t, "sasl", condition(root, NS_SASL));
+        end_stream(t, s);
+    }
+    sz_xml_tree_free(tr);
+}
+
+/* ---- stanzas ---------------------------------------------------------------- */
+
+/* Answers an iq get/set from the server: a ping gets a result, anything
+ * else service-unavailable (RFC 6120 §8.2.3 wants an answer to both). */
+static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
+                         const sz_xml_head_t *h)
+{
+    sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+    const sz_xml_str_t *id = &h->attr[SZ_XML_A_ID], *from = &h->attr[SZ_XML_A_FROM];
+    /* Raw values are copied as they came: a raw value holding ' was
+     * quoted with " (and then holds no "), so quote it the same way. */
+    char q1 = id->off && memchr(span + id->off, '\'', id->len) ? '"' : '\'';
+    char q2 = from->off && memchr(span + from->off, '\'', from->len) ? '"' : '\'';
+    char buf[1024];
+    int n;
+    if (root && sz_xml_child(root, "ping", NS_PING))
+        n = snprintf(buf, sizeof(buf), "<iq type='result' id=%c%.*s%c to=%c%.*s%c/>", q1,
+                     (int)id->len, span + id->off, q1, q2, (int)from->len, span + from->off, q2);
+    else
+        n = snprintf(buf, sizeof(buf),
+                     "<iq type='error' id=%c%.*s%c to=%c%.*s%c><error type='cancel'>"
+                     "<service-unavailable xmlns='" NS_STANZAS "'/></error></iq>",
+                     q1, (int)id->len, span + id->off, q1, q2, (int)from->len, span + from->off,
+                     q2);
+    if (n > 0 && (size_t)n < sizeof(buf) && id->off)
+        sb_send(t, s, buf, (size_t)n);
+    sz_xml_tree_free(tr);
+}
+
+static uint64_t parse_u64(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9')
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    *pp = p;
+    return v;
+}
+
+/* A message for one of our users: its latency from the intended send
+ * time in its body (open loop). */
+static void on_message(sb_thread_t *t, const char *span, size_t len)
+{
+    const char *end = span + len;
+    const char *b = memmem(span, len, "<body", 5);
+    const char *gt = b ? memchr(b, '>', (size_t)(end - b)) : NULL;
+    const char *p = gt ? gt + 1 : NULL;
+    if (!p || (size_t)(end - p) < sizeof(BODY_TAG) || memcmp(p, BODY_TAG, 3) != 0) {
+        sb_err(t, "client:foreign-message");
+        return;
+    }
+    p += 3;
+    const char *q = p;
+    uint64_t when = parse_u64(&p, end);
+    if (p == q) {
+        sb_err(t, "client:foreign-message");
+        return;
+    }
+    uint64_t now = sb_now_ns();
+    uint64_t lat = now > when ? now - when : 0;
+    sb_hist_add(&t->deliver_h, lat);
+    sb_hist_add(&t->ival_h, lat);
+    if (lat > (uint64_t)(t->run->conf.loss_timeout * 1e9))
+        __atomic_store_n(&t->c.late, t->c.late + 1, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n(&t->c.received, t->c.received + 1, __ATOMIC_RELAXED);
+}
+
+static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
+                      const sz_xml_head_t *h)
+{
+    bool is_error = attr_is(span, h, SZ_XML_A_TYPE, "error");
+    if (name_is(span, h, "message")) {
+        if (is_error) {
+            stanza_error(t, span, len, h);
+            __atomic_store_n(&t->c.bounced, t->c.bounced + 1, __ATOMIC_RELAXED);
+        } else {
+            on_message(t, span, len);
+        }
+    } else if (name_is(span, h, "iq")) {
+        if (s->state == SB_ST_BIND && attr_is(span, h, SZ_XML_A_ID, BIND_ID)) {
+            if (attr_is(span, h, SZ_XML_A_TYPE, "result")) {
+                sendz(t, s, "<presence/>");
+                sb_online(t, s);
+            } else {
+                stanza_error(t, span, len, h);
+                end_stream(t, s);
+            }
+        } else if (is_error) {
+            stanza_error(t, span, len, h);
+        } else if (attr_is(span, h, SZ_XML_A_TYPE, "get") ||
+                   attr_is(span, h, SZ_XML_A_TYPE, "set")) {
+            on_server_iq(t, s, span, len, h);
+        }
+    } else if (name_is(span, h, "presence")) {
+        if (is_error)
+            stanza_error(t, span, len, h);
+    }
+}
+
+/* ---- parser callbacks ---------------------------------------------------------- */
+
+static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    sb_sess_t *s = ud;
+    sb_thread_t *t = sb_cur;
+    if (s->state == SB_ST_CLOSED)
+        return 1;
+    switch (h->ns_id) {
+    case SZ_XML_NS_STREAMS:
+        if (name_is(span, h, "features")) {
+            on_features(t, s, span, len, h);
+        } else if (name_is(span, h, "error")) {
+            sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+            count(t, "stream", condition(tr ? sz_xml_tree_root(tr) : NULL, NS_STREAMS));
+            sz_xml_tree_free(tr);
+            end_stream(t, s);
+        }
+        break;
+    case SZ_XML_NS_SASL:
+        on_sasl(t, s, span, len, h);
+        break;
+    case SZ_XML_NS_CLIENT:
+        if (s->state >= SB_ST_BIND)
+            on_stanza(t, s, span, len, h);
+        break;
+    default:
+        break; /* other nonzas: ignored */
+    }
+    return s->state == SB_ST_CLOSED;
+}
+
+static int on_end(void *ud)
+{
+    sb_sess_t *s = ud;
+    sb_thread_t *t = sb_cur;
+    if (s->state != SB_ST_CLOSED) {
+        sb_err(t, s->state == SB_ST_ONLINE ? "stream-closed-by-server"
+                                           : "stream-closed-by-server-in-login");
+        end_stream(t, s);
+    }
+    return 1;
+}
+
+const sz_xml_ops_t sb_xmpp_ops = {NULL, on_element, on_end};
+
+void sb_xmpp_input(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n)
+{
+    while (n && s->state != SB_ST_CLOSED) {
+        ssize_t k = sz_xml_parser_feed(&s->xp, p, n);
+        if (k < 0) {
+            count(t, "client-parse", sz_stream_err_name((enum sz_stream_err)-k));
+            end_stream(t, s);
+            return;
+        }
+        if (k == 0)
+            break;
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/* The thread's message formatting buffer. */
+static __thread char *buf;
+static __thread size_t cap;
+
+void sb_xmpp_thread_exit(void)
+{
+    free(buf);
+    buf = NULL;
+    cap = 0;
+}
+
+void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq)
+{
+    const sb_conf_t *cf = &t->run->conf;
+    size_t need = (size_t)cf->msg_size + 512;
+    if (cap < need) {
+        free(buf);
+        buf = malloc(need);
+        if (!buf)
+            abort();
+        cap = need;
+    }
+    char to[160];
+    sb_pattern(cf->user_pattern, cf->first + (s->user ^ 1u), to, sizeof(to));
+    int n = snprintf(buf, cap, "<message to='%s@%s' type='chat' id='m%llu'><body>" BODY_TAG "%llu %llu ",
+                     to, cf->domain, (unsigned long long)seq, (unsigned long long)when,
+                     (unsigned long long)seq);
+    /* the body is padded with 'x' to msg_size bytes */
+    size_t body = (size_t)n - (size_t)(strstr(buf, "<body>") + 6 - buf);
+    while (body < cf->msg_size && (size_t)n + 32 < cap) {
+        buf[n++] = 'x';
+        body++;
+    }
+    n += snprintf(buf + n, cap - (size_t)n, "</body></message>");
+    sb_send(t, s, buf, (size_t)n);
+}
