@@ -12,6 +12,8 @@
 
 #include "core/conf.h"
 #include "core/log.h"
+#include "core/mem.h"
+#include "core/router.h"
 #include "net/c2s.h"
 #include "net/node.h"
 #include "net/tls.h"
@@ -42,6 +44,31 @@ static sz_conf_t *load(const char *path)
 static int creds_lookup(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void *arg)
 {
     return sz_store_account_get_creds(ctx, jid, cb, arg);
+}
+
+/* Account existence for the router: creds found means it exists. */
+struct exists_req {
+    void (*cb)(void *arg, int res);
+    void *arg;
+};
+
+static void exists_done(void *arg, int res, const sz_scram_creds_t *creds)
+{
+    struct exists_req *q = arg;
+    (void)creds;
+    q->cb(q->arg, res == 0 ? 1 : res == -ENOENT ? 0 : res);
+    sz_free(q);
+}
+
+static int account_exists(void *ctx, const sz_jid_t *jid, void (*cb)(void *arg, int res), void *arg)
+{
+    struct exists_req *q = sz_malloc(sizeof(*q));
+    q->cb = cb;
+    q->arg = arg;
+    int ret = sz_store_account_get_creds(ctx, jid, exists_done, q);
+    if (ret < 0)
+        sz_free(q);
+    return ret;
 }
 
 static int account_create(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
@@ -136,6 +163,7 @@ static int run(const char *path)
     sz_store_register_handlers();
     sz_c2s_accounts_t acc = {creds_lookup, account_create, store};
     sz_c2s_configure(conf, &acc, tls);
+    sz_router_set_exists(account_exists, store);
     sz_tls_ctx_unref(tls); /* c2s holds its own reference */
     sz_node_t *node = sz_node_start(conf, err, sizeof(err));
     if (!node) {

@@ -43,6 +43,17 @@ struct route_msg {
     sz_stanza_t *st;
 };
 
+static sz_router_exists_fn exists_fn;
+static void *exists_ctx;
+static __thread unsigned pending;
+
+/* A stanza held while the account lookup runs. */
+struct held {
+    sz_reactor_t *r;
+    sz_stanza_t *st;
+    int host;
+};
+
 static const char *const *served;
 static const bool *served_register;
 static unsigned nserved;
@@ -62,6 +73,17 @@ static int served_index(const char *d, size_t len)
         if (strlen(served[i]) == len && memcmp(served[i], d, len) == 0)
             return (int)i;
     return -1;
+}
+
+void sz_router_set_exists(sz_router_exists_fn fn, void *ctx)
+{
+    exists_fn = fn;
+    exists_ctx = ctx;
+}
+
+unsigned sz_router_pending(void)
+{
+    return pending;
 }
 
 unsigned sz_router_home(const sz_jid_t *j, unsigned n)
@@ -366,6 +388,43 @@ static int8_t highest_priority(const sz_user_t *u)
     return (int8_t)(best < -128 ? -128 : best);
 }
 
+static void on_exists(void *arg, int res)
+{
+    struct held *h = arg;
+    pending--;
+    if (res > 0)
+        server_iq(h->r, h->st, true, h->host);
+    else
+        bounce(h->r, h->st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+    sz_stanza_unref(h->st);
+    sz_free(h);
+}
+
+/* An IQ for a user with no session: answer once storage says whether the
+ * account exists. */
+static void ask_exists(sz_reactor_t *r, sz_stanza_t *st, int host)
+{
+    char dec[SZ_JID_INPUT_MAX_BYTES + 1];
+    sz_jid_buf_t jb;
+    sz_jid_t *to = NULL;
+    ssize_t n = sz_stanza_attr(st, SZ_XML_A_TO, dec, sizeof(dec));
+    if (!exists_fn || n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &to, NULL) < 0) {
+        bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+        return;
+    }
+    struct held *h = sz_malloc(sizeof(*h));
+    h->r = r;
+    h->st = sz_stanza_ref(st);
+    h->host = host;
+    pending++;
+    if (exists_fn(exists_ctx, to, on_exists, h) < 0) {
+        pending--;
+        sz_stanza_unref(h->st);
+        sz_free(h);
+        bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+    }
+}
+
 /* RFC 6121 §8.5.2: a stanza to the bare JID of a local user. */
 static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
 {
@@ -402,11 +461,13 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
                 deliver(s, st);
         break;
     case SZ_STANZA_IQ:
-        /* §8.5.2.1.3: the server answers on the user's behalf. */
-        if (!u && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0))
-            bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
-        else if (u)
+        /* §8.5.2.1.3 / §8.5.2.2.3: the server answers on the user's behalf,
+         * online or not; only an account that does not exist gets
+         * service-unavailable (§8.5.1). */
+        if (u)
             server_iq(r, st, true, host);
+        else if (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)
+            ask_exists(r, st, host);
         break;
     default:
         break;

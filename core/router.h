@@ -80,6 +80,23 @@ uint64_t sz_router_sessions(const sz_reactor_t *r);
  */
 void sz_router_configure(const char *const *domains, unsigned n, const bool *register_enabled);
 
+/**
+ * Does local account <jid> (bare) exist? Must complete <cb>(<arg>, res) on
+ * the calling reactor, later: res 1 (exists), 0 (no such account) or
+ * -errno. Returns 0, or -errno (then <cb> is never called).
+ */
+typedef int (*sz_router_exists_fn)(void *ctx, const sz_jid_t *jid,
+                                   void (*cb)(void *arg, int res), void *arg);
+
+/** Main thread, before reactors start: how the router asks whether an
+ *  account exists (for stanzas to users with no session). NULL: it
+ *  cannot tell, and treats such users as unknown. */
+void sz_router_set_exists(sz_router_exists_fn fn, void *ctx);
+
+/** Reactor thread: account lookups in flight; the reactor must not exit
+ *  before they complete. */
+unsigned sz_router_pending(void);
+
 /** Product name and version answered to XEP-0092. */
 #define SZ_PRODUCT_NAME    "stanzad"
 #define SZ_PRODUCT_VERSION "0.1.0"

@@ -152,7 +152,8 @@ static void on_stop(sz_reactor_t *r)
 static bool quiesced(sz_reactor_t *r)
 {
     sz_node_t *node = sz_node_current();
-    return node->accepts[r->id] == 0 && sz_conns_quiesced(r) && sz_c2s_pending() == 0;
+    return node->accepts[r->id] == 0 && sz_conns_quiesced(r) && sz_c2s_pending() == 0 &&
+           sz_router_pending() == 0;
 }
 
 struct start_arg {
