@@ -716,17 +716,23 @@ static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
         iq_error(cs, st, "modify", "not-acceptable"); /* XEP-0077 §3.1: fields missing */
         return;
     }
-    if (!register_budget(cs)) {
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
     char jid[SZ_JID_INPUT_MAX_BYTES + 1];
     int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)ul, user, conf->hosts[cs->host].domain);
     sz_jid_t *j = NULL;
-    sz_scram_creds_t creds;
     if (n <= 0 || (size_t)n >= sizeof(jid) || memchr(user, '@', ul) || memchr(user, '/', ul) ||
-        sz_jid_parse(jid, (size_t)n, &j) < 0 ||
-        sz_scram_derive_all(pass, pl, conf->limits.scram_iterations, &creds) < 0) {
+        sz_jid_parse(jid, (size_t)n, &j) < 0) {
+        iq_error(cs, st, "modify", "not-acceptable");
+        return;
+    }
+    /* The budget is charged only for well-formed requests, before the
+     * costly key derivation. */
+    if (!register_budget(cs)) {
+        sz_jid_free(j);
+        iq_error(cs, st, "wait", "resource-constraint");
+        return;
+    }
+    sz_scram_creds_t creds;
+    if (sz_scram_derive_all(pass, pl, conf->limits.scram_iterations, &creds) < 0) {
         sz_jid_free(j);
         iq_error(cs, st, "modify", "not-acceptable");
         return;
