@@ -299,12 +299,12 @@ class RawClient:
             skipped.append(el)
 
     def drain(self, quiet=0.3):
-        """Elements that arrive within <quiet> s."""
+        """Elements that arrive within <quiet> s (or before the stream ends)."""
         out = []
         while True:
             try:
                 out.append(self.next(quiet))
-            except TimeoutError:
+            except (TimeoutError, StreamClosed):
                 return out
 
     def stream_error(self, timeout=None):
