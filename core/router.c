@@ -231,79 +231,65 @@ static char *attr_dup(const sz_stanza_t *st, enum sz_xml_attr_idx which)
 
 static const char *const kind_names[] = {"message", "presence", "iq"};
 
-/* Sends stanza error <e> back to the sender of <st> (RFC 6120 §8.3),
- * unless <st> is itself an error (never answer an error with an error). */
-static void bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e)
+/* Answers <st> to its sender: the same kind with 'to' and 'from' swapped
+ * and its id, of type <type>, with <inner> (trusted serialized XML) or,
+ * when <e> is set, a stanza error (RFC 6120 §8.3), then routes it. */
+static void reply(sz_reactor_t *r, const sz_stanza_t *st, const char *type, const char *inner,
+                  size_t inner_len, enum sz_stanza_err e)
 {
-    enum sz_stanza_kind k = sz_stanza_kind(st);
-    if (k > SZ_STANZA_IQ)
-        return;
-    char *type = attr_dup(st, SZ_XML_A_TYPE);
-    bool is_err = type && (strcmp(type, "error") == 0 || (k == SZ_STANZA_IQ && strcmp(type, "result") == 0));
-    sz_free(type);
-    if (is_err)
-        return;
     char *from = attr_dup(st, SZ_XML_A_FROM);
     if (!from)
-        return; /* nobody to tell */
+        return; /* nobody to answer */
     char *to = attr_dup(st, SZ_XML_A_TO), *id = attr_dup(st, SZ_XML_A_ID);
     sz_xb_t xb;
-    sz_xb_init(&xb, 256);
-    sz_xb_start(&xb, kind_names[k], NULL);
-    sz_xb_attr(&xb, "type", "error");
+    sz_xb_init(&xb, 256 + inner_len);
+    sz_xb_start(&xb, kind_names[sz_stanza_kind(st)], NULL);
+    sz_xb_attr(&xb, "type", type);
     if (id)
         sz_xb_attr(&xb, "id", id);
     if (to)
         sz_xb_attr(&xb, "from", to);
     sz_xb_attr(&xb, "to", from);
-    sz_xb_start(&xb, "error", NULL);
-    sz_xb_attr(&xb, "type", sz_stanza_err_type_name(sz_stanza_err_default_type(e)));
-    sz_xb_empty(&xb, sz_stanza_err_name(e), NS_STANZAS);
-    sz_xb_end(&xb);
+    if (inner)
+        sz_xb_raw(&xb, inner, inner_len);
+    if (e) {
+        sz_xb_start(&xb, "error", NULL);
+        sz_xb_attr(&xb, "type", sz_stanza_err_type_name(sz_stanza_err_default_type(e)));
+        sz_xb_empty(&xb, sz_stanza_err_name(e), NS_STANZAS);
+        sz_xb_end(&xb);
+    }
     sz_xb_end(&xb);
     char *xml;
     size_t len;
     if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        sz_stanza_t *err = sz_stanza_from_xml(xml, len);
+        sz_stanza_t *out = sz_stanza_from_xml(xml, len);
         sz_free(xml);
-        if (err)
-            route(r, err);
+        if (out)
+            route(r, out);
     }
     sz_free(from);
     sz_free(to);
     sz_free(id);
 }
 
-/* An iq result from <as> (NULL: the bare domain of the original 'to') to
- * the sender, with optional payload <inner> (already serialized). */
+/* Sends stanza error <e> back to the sender of <st>, unless <st> is itself
+ * an error or an iq result (never answer those, RFC 6120 §8.3.1). */
+static void bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e)
+{
+    enum sz_stanza_kind k = sz_stanza_kind(st);
+    if (k > SZ_STANZA_IQ)
+        return;
+    char *type = attr_dup(st, SZ_XML_A_TYPE);
+    bool quiet = type && (strcmp(type, "error") == 0 ||
+                          (k == SZ_STANZA_IQ && strcmp(type, "result") == 0));
+    sz_free(type);
+    if (!quiet)
+        reply(r, st, "error", NULL, 0, e);
+}
+
 static void iq_result(sz_reactor_t *r, const sz_stanza_t *st, const char *inner, size_t inner_len)
 {
-    char *from = attr_dup(st, SZ_XML_A_FROM), *to = attr_dup(st, SZ_XML_A_TO),
-         *id = attr_dup(st, SZ_XML_A_ID);
-    sz_xb_t xb;
-    sz_xb_init(&xb, 256 + inner_len);
-    sz_xb_start(&xb, "iq", NULL);
-    sz_xb_attr(&xb, "type", "result");
-    if (id)
-        sz_xb_attr(&xb, "id", id);
-    if (to)
-        sz_xb_attr(&xb, "from", to);
-    if (from)
-        sz_xb_attr(&xb, "to", from);
-    if (inner)
-        sz_xb_raw(&xb, inner, inner_len);
-    sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        sz_stanza_t *res = sz_stanza_from_xml(xml, len);
-        sz_free(xml);
-        if (res)
-            route(r, res);
-    }
-    sz_free(from);
-    sz_free(to);
-    sz_free(id);
+    reply(r, st, "result", inner, inner_len, 0);
 }
 
 /* ---- IQs answered by the server (RFC 6120 §8.2.3: exactly one payload) ---- */
