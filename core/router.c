@@ -59,6 +59,7 @@ static const bool *served_register;
 static unsigned nserved;
 
 static void route(sz_reactor_t *r, sz_stanza_t *st);
+static void broadcast_unavailable(sz_session_t *s, sz_user_t *u);
 
 void sz_router_configure(const char *const *domains, unsigned n, const bool *register_enabled)
 {
@@ -185,6 +186,9 @@ sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s)
                 old->next = NULL;
                 old->user = NULL;
                 __atomic_store_n(&rt->nsessions, rt->nsessions - 1, __ATOMIC_RELAXED);
+                /* The replaced session ends: its last presence is withdrawn
+                 * from the user's other resources (RFC 6121 §4.5.2). */
+                broadcast_unavailable(old, u);
                 break;
             }
         }
@@ -597,6 +601,36 @@ static int parse_priority(sz_stanza_t *st)
     return (int)v;
 }
 
+/* RFC 6121 §4.5.2: a session that ends without unavailable presence gets
+ * one generated, for the user's other available resources. <s> is already
+ * unlinked from <u>. */
+static void broadcast_unavailable(sz_session_t *s, sz_user_t *u)
+{
+    if (!s->available)
+        return;
+    s->available = false;
+    size_t fl;
+    const char *full = sz_jid_full(s->jid, &fl);
+    char *xml = NULL;
+    size_t len = 0;
+    sz_xb_t xb;
+    sz_xb_init(&xb, 128);
+    sz_xb_start(&xb, "presence", NULL);
+    sz_xb_attr(&xb, "type", "unavailable");
+    sz_xb_attr_n(&xb, "from", full, fl);
+    sz_xb_end(&xb);
+    if (sz_xb_finish(&xb, &xml, &len) < 0)
+        return;
+    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
+    sz_free(xml);
+    if (!st)
+        return;
+    for (sz_session_t *o = u->sessions; o; o = o->next)
+        if (o->available)
+            deliver(o, st);
+    sz_stanza_unref(st);
+}
+
 void sz_router_unbind(sz_reactor_t *r, sz_session_t *s)
 {
     router_t *rt = r->router;
@@ -612,31 +646,7 @@ void sz_router_unbind(sz_reactor_t *r, sz_session_t *s)
     s->next = NULL;
     s->user = NULL;
     __atomic_store_n(&rt->nsessions, rt->nsessions - 1, __ATOMIC_RELAXED);
-    if (s->available) {
-        /* RFC 6121 §4.5.2: the server generates unavailable presence for a
-         * session that ends without sending it. */
-        size_t fl;
-        const char *full = sz_jid_full(s->jid, &fl);
-        char *xml = NULL;
-        size_t len = 0;
-        sz_xb_t xb;
-        sz_xb_init(&xb, 128);
-        sz_xb_start(&xb, "presence", NULL);
-        sz_xb_attr(&xb, "type", "unavailable");
-        sz_xb_attr_n(&xb, "from", full, fl);
-        sz_xb_end(&xb);
-        if (sz_xb_finish(&xb, &xml, &len) == 0) {
-            sz_stanza_t *st = sz_stanza_from_xml(xml, len);
-            if (st) {
-                for (sz_session_t *o = u->sessions; o; o = o->next)
-                    if (o->available)
-                        deliver(o, st);
-                sz_stanza_unref(st);
-            }
-            sz_free(xml);
-        }
-        s->available = false;
-    }
+    broadcast_unavailable(s, u);
     if (s->presence) {
         sz_stanza_unref(s->presence);
         s->presence = NULL;

@@ -334,6 +334,18 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     }
 }
 
+/* Writes <failure><cond/></failure> and counts it: RFC 6120 §6.4.5 allows
+ * a reasonable number of retries, then a stream error. Every failure
+ * counts, also those decided here rather than by the exchange. */
+static void sasl_failure(struct c2s *cs, const char *cond)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/></failure>", cond);
+    c2s_write(cs, buf, (size_t)n);
+    if (++cs->failures >= SZ_C2S_MAX_AUTH_FAILURES)
+        stream_error(cs, "policy-violation");
+}
+
 static void send_b64_element(struct c2s *cs, const char *name, const uint8_t *data, size_t len)
 {
     size_t cap = sz_sasl_b64_encoded_len(len) + 96;
@@ -386,19 +398,11 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
             sz_conn_move(cs->c, home);
         return;
     }
-    case SZ_SASL_FAILURE: {
-        char buf[256];
-        int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/></failure>",
-                         sz_sasl_err_name(out->err));
-        c2s_write(cs, buf, (size_t)n);
+    case SZ_SASL_FAILURE:
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
-        /* RFC 6120 §6.4.5: a reasonable number of retries, then a stream
-         * error. */
-        if (++cs->failures >= SZ_C2S_MAX_AUTH_FAILURES)
-            stream_error(cs, "policy-violation");
+        sasl_failure(cs, sz_sasl_err_name(out->err));
         return;
-    }
     }
 }
 
@@ -426,7 +430,7 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
         }
         if (listener(cs)->kind == SZ_LISTEN_C2S && listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
             !(cs->flags & F_TLS)) {
-            c2s_writes(cs, "<failure xmlns='" NS_SASL "'><encryption-required/></failure>");
+            sasl_failure(cs, "encryption-required");
             goto done;
         }
         size_t ml = 0;
@@ -438,7 +442,7 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
             if (irlen < 0) {
                 sz_free(ir);
-                c2s_writes(cs, "<failure xmlns='" NS_SASL "'><incorrect-encoding/></failure>");
+                sasl_failure(cs, "incorrect-encoding");
                 goto done;
             }
         }
