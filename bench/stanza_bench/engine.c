@@ -503,6 +503,11 @@ static void *worker(void *arg)
             pick_senders(t);
         uint64_t now = sb_now_ns();
         uint64_t next = schedule(t, now, phase);
+        /* --tick-us: a timed wake-up comes at most once per tick, so due
+         * sends are batched; each keeps its intended time, so the delay
+         * (up to one tick) is counted in the latency. */
+        if (t->run->conf.tick_ns && next < now + t->run->conf.tick_ns)
+            next = now + t->run->conf.tick_ns;
         now = sb_now_ns();
         uint64_t wait = next > now ? next - now : 0;
         struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000000000ull),

@@ -70,8 +70,11 @@ static void usage(FILE *f)
         "  --threads N          worker threads, one io_uring each (default 1)\n"
         "  --src A[-B]          bind sockets to source addresses A..B, round robin\n"
         "                       (e.g. 127.0.0.2-127.0.0.250; each has its own port space)\n"
-        "  --bufs N             provided receive buffers per thread (default 1024)\n"
+        "  --bufs N             provided receive buffers per thread (default 256)\n"
         "  --buf-size B         bytes per receive buffer (default 4096)\n"
+        "  --tick-us N          wake up for due sends at most every N us (default 0:\n"
+        "                       at each send's time). Batches sends at high rates; the\n"
+        "                       added delay (< N us) is counted in the latency\n"
         "\n"
         "report:\n"
         "  --server-pid PID     sample the server's CPU and RSS from /proc\n"
@@ -362,7 +365,7 @@ int main(int argc, char **argv)
         .mech = SB_MECH_SCRAM_SHA256,
         .login_timeout = 30,
         .loss_timeout = 5,
-        .bufs = 1024,
+        .bufs = 256,
         .buf_size = 4096,
     };
     cf->server.sin_family = AF_INET;
@@ -379,7 +382,7 @@ int main(int argc, char **argv)
     enum {
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
-        O_SPID, O_JSON, O_QUIET, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP
+        O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -395,7 +398,7 @@ int main(int argc, char **argv)
         {"json", 1, NULL, O_JSON},          {"quiet", 0, NULL, O_QUIET},
         {"stanzactl", 1, NULL, O_CTL},      {"config", 1, NULL, O_CONFIG},
         {"iterations", 1, NULL, O_ITER},    {"file", 1, NULL, O_FILE},
-        {"help", 0, NULL, O_HELP},          {NULL, 0, NULL, 0},
+        {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},          {NULL, 0, NULL, 0},
     };
     pid_t server_pid = 0;
     const char *json = NULL, *ctl = NULL, *config = NULL, *keep = NULL;
@@ -448,6 +451,7 @@ int main(int argc, char **argv)
         case O_BUFSZ: cf->buf_size = (uint32_t)num("--buf-size", optarg, 256, 1 << 20); break;
         case O_SPID: server_pid = (pid_t)num("--server-pid", optarg, 1, 1 << 30); break;
         case O_JSON: json = optarg; break;
+        case O_TICK: cf->tick_ns = (uint64_t)(num("--tick-us", optarg, 0, 1e6) * 1e3); break;
         case O_QUIET: quiet = true; break;
         case O_CTL: ctl = optarg; break;
         case O_CONFIG: config = optarg; break;

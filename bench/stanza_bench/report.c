@@ -229,8 +229,13 @@ void sb_report_print(const sb_report_t *r, FILE *f)
         fprintf(f, "%-22s pid %d could not be sampled\n", "server", (int)r->server_pid);
     }
     if (d.self)
-        fprintf(f, "%-22s %.2f s CPU in total, RSS %.2f KiB/session\n", "stanza-bench itself",
+    {
+        fprintf(f, "%-22s %.2f s CPU in total, RSS %.2f KiB/session", "stanza-bench itself",
                 d.self_cpu_s, d.self_kib_per_session);
+        if (cf->scenario == SB_SC_ONE2ONE)
+            fprintf(f, ", %.1f us CPU/message", d.self_us_per_msg);
+        fputc('\n', f);
+    }
 }
 
 /* JSON string without quotes: escapes quote, backslash and controls. */

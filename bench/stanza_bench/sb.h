@@ -50,6 +50,7 @@ typedef struct sb_conf {
     enum sb_mech mech;
     double login_timeout, loss_timeout; /* s */
     uint32_t bufs, buf_size;           /* provided buffers per thread */
+    uint64_t tick_ns;                  /* minimum timed sleep, 0: exact */
 } sb_conf_t;
 
 /* Counters a worker writes and the main thread reads (relaxed atomics). */
