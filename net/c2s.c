@@ -496,12 +496,12 @@ done:
 /* An iq result or error for request id <id> (decoded; NULL: none), built
  * with the escaping builder. <inner> is trusted serialized XML or NULL;
  * <etype>/<cond> make it an error. */
-static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *inner,
-                      const char *etype, const char *cond)
+static void answer(struct c2s *cs, const char *kind, const char *id, size_t idlen,
+                   const char *inner, const char *etype, const char *cond)
 {
     sz_xb_t xb;
     sz_xb_init(&xb, 256);
-    sz_xb_start(&xb, "iq", NULL);
+    sz_xb_start(&xb, kind, NULL);
     sz_xb_attr(&xb, "type", cond ? "error" : "result");
     if (id)
         sz_xb_attr_n(&xb, "id", id, idlen);
@@ -520,6 +520,23 @@ static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *
         c2s_write(cs, xml, len);
         sz_free(xml);
     }
+}
+
+static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *inner,
+                      const char *etype, const char *cond)
+{
+    answer(cs, "iq", id, idlen, inner, etype, cond);
+}
+
+/* A stanza error for <st> (any kind) straight to the client. */
+static void stanza_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+{
+    static const char *const kinds[] = {"message", "presence", "iq"};
+    char id[1024];
+    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
+    enum sz_stanza_kind k = sz_stanza_kind(st);
+    answer(cs, kinds[k <= SZ_STANZA_IQ ? k : SZ_STANZA_IQ], il >= 0 ? id : NULL,
+           il >= 0 ? (size_t)il : 0, NULL, type, cond);
 }
 
 static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
@@ -629,8 +646,13 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
         char dec[SZ_JID_INPUT_MAX_BYTES + 1];
         ssize_t n = sz_stanza_attr(st, SZ_XML_A_TO, dec, sizeof(dec));
         if (n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &to, NULL) < 0) {
-            if (sz_stanza_kind(st) == SZ_STANZA_IQ)
-                iq_error(cs, st, "modify", "jid-malformed");
+            /* RFC 6120 §8.3.3.8, answered straight to the client. Errors are
+             * never answered with errors. */
+            char type[8];
+            ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
+            bool is_error = tn == 5 && memcmp(type, "error", 5) == 0;
+            if (!is_error)
+                stanza_error(cs, st, "modify", "jid-malformed");
             sz_stanza_unref(st);
             return;
         }

@@ -32,6 +32,7 @@ _Static_assert(sizeof(sz_conn_t) == 104, "sz_conn_t layout changed: update the b
 #define SZ_CF_SHUT_BUSY 0x200 /* ... and not completed yet */
 
 #define DRAIN_DEADLINE_MS 5000
+#define STOP_DRAIN_MS     1000
 #define OBUF_MIN          2048
 #define SEND_IOV_MAX      32
 
@@ -410,7 +411,11 @@ void sz_conn_close(sz_conn_t *c, bool flush)
         if (c->state == SZ_CONN_DRAINING)
             return;
         c->state = SZ_CONN_DRAINING;
-        sz_timer_arm(&r->wheel, &c->timer, sz_reactor_now(r) + DRAIN_DEADLINE_MS, on_conn_timer);
+        /* While the node stops, a peer that does not read or close gets
+         * less time: shutdown must not wait on it. */
+        sz_timer_arm(&r->wheel, &c->timer,
+                     sz_reactor_now(r) + (r->stopping ? STOP_DRAIN_MS : DRAIN_DEADLINE_MS),
+                     on_conn_timer);
     } else {
         c->state = SZ_CONN_CLOSING;
         sz_timer_cancel(&r->wheel, &c->timer);

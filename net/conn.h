@@ -105,7 +105,9 @@ int sz_conn_send_ref(sz_conn_t *c, const void *p, size_t n, void (*release)(void
 
 /**
  * Owner reactor. Closes <c>. With <flush>, queued output is sent first
- * (bounded by a 5 s deadline), reading stops at once. The connection is
+ * (bounded by a 5 s deadline, 1 s while the node stops), then FIN, and
+ * input is read and dropped until the peer's EOF (a lingering close, so the
+ * peer never gets RST over unread data and loses our last bytes). The connection is
  * freed later, after every in-flight operation completed; proto->on_close
  * is called then. Idempotent.
  */
