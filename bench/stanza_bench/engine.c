@@ -196,9 +196,10 @@ void sb_close(sb_thread_t *t, sb_sess_t *s)
     s->auth = NULL;
     drop_output(s);
     /* shutdown() ends the multishot recv (it completes with 0), after
-     * which release() closes the descriptor. */
+     * which release() closes the descriptor. Output still queued (our
+     * closing tag) goes out first: only the read side is shut then. */
     if (s->fd >= 0)
-        shutdown(s->fd, SHUT_RDWR);
+        shutdown(s->fd, s->oq ? SHUT_RD : SHUT_RDWR);
 }
 
 /* sb_close() outside any parser callback. */
