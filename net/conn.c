@@ -61,6 +61,14 @@ struct slot_entry {
  * exit while one is in the air, or the connection would land on a ring
  * nobody reads. Node-wide, any reactor. */
 static uint64_t moves_inflight;
+/* Set (main thread) before any reactor is told to stop: no new handoff may
+ * start then, because its destination may be about to exit. */
+static int conns_stopping;
+
+void sz_conns_stop_all(void)
+{
+    __atomic_store_n(&conns_stopping, 1, __ATOMIC_SEQ_CST);
+}
 
 struct sz_conns {
     struct slot_entry *slots;
@@ -469,7 +477,6 @@ static void submit_move(sz_reactor_t *r, sz_conn_t *c)
     sqe->user_data = sz_ud(SZ_OP_MOVE_OUT, c->gen, c->slot);
     c->flags |= SZ_CF_MOVE;
     conns_of(r)->slots[c->slot].moving = 1;
-    __atomic_add_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     /* From here on <c> belongs to the destination as soon as the kernel
      * delivers it: this reactor only remembers the slot, and never reads
      * <c> again unless the handoff fails. */
@@ -711,6 +718,17 @@ static void step(sz_reactor_t *r, sz_conn_t *c)
     case SZ_CONN_MOVING:
         if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_CANCEL | SZ_CF_MOVE | SZ_CF_PEER))
             break; /* the completions will mark it dirty again */
+        /* Count the move first, then look at the stop flag (both seq_cst):
+         * a reactor that saw no move in flight after the flag was set
+         * cannot miss this one, and a move that sees the flag is dropped
+         * here. Pairs with sz_conns_quiesced(). */
+        __atomic_add_fetch(&moves_inflight, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&conns_stopping, __ATOMIC_SEQ_CST)) {
+            __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_SEQ_CST);
+            c->state = SZ_CONN_CLOSING;
+            mark_dirty(r, c);
+            break;
+        }
         submit_move(r, c);
         break;
     }
@@ -758,7 +776,7 @@ bool sz_conns_quiesced(sz_reactor_t *r)
 {
     sz_conns_t *cs = conns_of(r);
     return cs->live == 0 && cs->slot_closes == 0 &&
-           __atomic_load_n(&moves_inflight, __ATOMIC_ACQUIRE) == 0;
+           __atomic_load_n(&moves_inflight, __ATOMIC_SEQ_CST) == 0;
 }
 
 void sz_conns_init(sz_reactor_t *r, const sz_proto_t *const *protos, unsigned nlisteners)

@@ -162,6 +162,10 @@ void sz_conns_destroy(sz_reactor_t *r);
  */
 sz_conn_t *sz_conns_adopt(sz_reactor_t *r, uint32_t slot, unsigned listener, int family);
 
+/** Main thread, before telling any reactor to stop: no handoff starts
+ *  from now on (a moving connection is closed where it is instead). */
+void sz_conns_stop_all(void);
+
 /** Reactor thread. In-flight work that must end before the reactor exits. */
 bool sz_conns_quiesced(sz_reactor_t *r);
 

@@ -329,6 +329,7 @@ sz_node_t *sz_node_start(const sz_conf_t *conf, char *err, size_t errlen)
 void sz_node_stop(sz_node_t *node)
 {
     __atomic_store_n(&node->stopping, true, __ATOMIC_RELEASE);
+    sz_conns_stop_all();
     for (unsigned i = 0; i < node->n; i++) {
         int ret = sz_reactor_ctrl(&node->ctrl, node->ring_fds[i], SZ_CTRL_STOP);
         if (ret < 0)
