@@ -21,14 +21,28 @@ struct sz_xml_tree {
     struct chunk *chunks;
     const sz_xml_node_t *root;
     size_t bytes;
+    size_t next_cap; /* size of the next arena chunk */
 };
+
+#define CHUNK_MAX 4000
+
+/* The first chunk is sized from the element, so the tree of a small stanza
+ * that is kept (a session's last presence) costs a few hundred bytes, not
+ * a full chunk; later chunks are full size. */
+static size_t first_chunk(size_t raw_len)
+{
+    size_t cap = raw_len * 2 + 256;
+    return cap < CHUNK_MAX ? cap : CHUNK_MAX;
+}
 
 static void *arena_alloc(sz_xml_tree_t *t, size_t n)
 {
     n = (n + 7) & ~(size_t)7;
     struct chunk *c = t->chunks;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 4000 ? n : 4000;
+        size_t want = t->next_cap ? t->next_cap : CHUNK_MAX;
+        size_t cap = n > want ? n : want;
+        t->next_cap = CHUNK_MAX;
         c = sz_malloc(sizeof *c + cap);
         c->next = t->chunks;
         c->used = 0;
@@ -185,6 +199,7 @@ static void elem_text(sz_xml_tree_t *t, sz_xml_node_t *e)
 sz_xml_tree_t *sz_xml_tree_parse(const char *raw, size_t len, const sz_xml_scope_t *scope)
 {
     sz_xml_tree_t *t = sz_calloc(1, sizeof *t);
+    t->next_cap = first_chunk(len);
     struct builder b = {.t = t, .scope = scope};
     sz_xml_node_t *stack[MAX_DEPTH], *last[MAX_DEPTH];
     uint32_t nbind[MAX_DEPTH];
