@@ -130,8 +130,9 @@ static sz_conn_t *lookup(sz_conns_t *cs, uint64_t ud)
     if (slot >= cs->nslots)
         return NULL;
     struct slot_entry *e = &cs->slots[slot];
-    /* Stale completion for an earlier connection on this slot: drop. */
-    if (!e->c || e->gen != SZ_UD_GEN(ud))
+    /* Stale completion for an earlier connection on this slot, or for one
+     * handed to another reactor (never touched here again): drop. */
+    if (!e->c || e->gen != SZ_UD_GEN(ud) || e->moving)
         return NULL;
     return e->c;
 }
@@ -146,22 +147,27 @@ static void arm_recv(sz_reactor_t *r, sz_conn_t *c)
     c->flags |= SZ_CF_RECV;
 }
 
-/* Cancels requests on the connection's descriptor: all of them (<all>),
- * or only the multishot recv. The cancelled requests still complete and
- * clear their flags; the cancel's own completion clears SZ_CF_CANCEL, and
- * a move waits for it so no completion can name a connection that left. */
+/* Cancels the connection's multishot recv and, with <all>, its send in
+ * flight. Each is cancelled by its user_data: the kernel finds it by hash,
+ * whereas cancelling by descriptor scans every request on the ring (with
+ * tens of thousands of idle recvs pending, that made each handoff O(n)).
+ * The cancelled requests still complete and clear their flags; late
+ * completions of the cancels themselves are harmless (see lookup()). */
 static void cancel_io(sz_reactor_t *r, sz_conn_t *c, bool all)
 {
     if (c->flags & SZ_CF_CANCEL)
         return;
     c->flags |= SZ_CF_CANCEL;
-    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
-    if (all)
-        io_uring_prep_cancel_fd(sqe, (int)c->slot,
-                                IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
-    else
+    if (c->flags & SZ_CF_RECV) {
+        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
         io_uring_prep_cancel64(sqe, sz_ud(SZ_OP_RECV, c->gen, c->slot), 0);
-    sqe->user_data = sz_ud(SZ_OP_CANCEL, c->gen, c->slot);
+        sqe->user_data = sz_ud(SZ_OP_CANCEL, c->gen, c->slot);
+    }
+    if (all && (c->flags & SZ_CF_SEND)) {
+        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+        io_uring_prep_cancel64(sqe, sz_ud(SZ_OP_SEND, c->gen, c->slot), 0);
+        sqe->user_data = sz_ud(SZ_OP_CANCEL, c->gen, c->slot);
+    }
 }
 
 static void install(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
@@ -509,7 +515,7 @@ static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     SZ_STAT_ADD(&r->stats, handoff_failed, 1);
     SZ_DEBUG("msg=\"handoff failed\" conn=%llu err=\"%s\"", (unsigned long long)c->id,
              strerror(-cqe->res));
-    c->flags &= (uint16_t)~SZ_CF_MOVE;
+    c->flags &= (uint16_t)~(SZ_CF_MOVE | SZ_CF_CANCEL);
     c->state = SZ_CONN_ACTIVE;
     if (r->stopping) {
         sz_conn_close(c, false);
@@ -716,7 +722,7 @@ static void step(sz_reactor_t *r, sz_conn_t *c)
         }
         break;
     case SZ_CONN_MOVING:
-        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_CANCEL | SZ_CF_MOVE | SZ_CF_PEER))
+        if (c->flags & (SZ_CF_RECV | SZ_CF_SEND | SZ_CF_MOVE | SZ_CF_PEER))
             break; /* the completions will mark it dirty again */
         /* Count the move first, then look at the stop flag (both seq_cst):
          * a reactor that saw no move in flight after the flag was set
