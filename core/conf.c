@@ -891,7 +891,17 @@ int sz_conf_apply_reload(sz_conf_t *cur, sz_conf_t *next, char *note, size_t not
         if (same)
             continue;
         if (r->flags & F_RELOAD) {
-            /* Swap, so <next> owns the old strings and frees them. */
+            if (sz == sizeof(uint32_t) && !is_string(r)) {
+                /* Reactors read these while the node runs: one atomic
+                 * store each (readers use relaxed atomic loads). */
+                uint32_t v, old;
+                memcpy(&v, b, sizeof(v));
+                old = __atomic_exchange_n((uint32_t *)(void *)a, v, __ATOMIC_RELAXED);
+                memcpy(b, &old, sizeof(old));
+                continue;
+            }
+            /* Swap, so <next> owns the old strings and frees them. Strings
+             * are read by the main thread only. */
             unsigned char tmp[sizeof(char *) > sizeof(uint32_t) ? sizeof(char *) : 4];
             memcpy(tmp, a, sz);
             memcpy(a, b, sz);

@@ -120,6 +120,10 @@ void sz_conf_free(sz_conf_t *c);
  */
 int sz_conf_apply_reload(sz_conf_t *cur, sz_conf_t *next, char *note, size_t notelen);
 
+/** Any thread: a reloadable limit of a running config, read atomically
+ *  (SIGHUP stores them with atomic stores). */
+#define SZ_CONF_LIMIT(c, field) __atomic_load_n(&(c)->limits.field, __ATOMIC_RELAXED)
+
 /** Name of a listener kind as written in YAML ("c2s", "admin", ...). */
 const char *sz_conf_kind_name(enum sz_listen_kind k);
 

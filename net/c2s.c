@@ -386,8 +386,9 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         cs->stage = ST_HEADER;
         cs->flags &= (uint8_t)~F_HEADER_SENT;
         sz_xml_parser_reset(&cs->xp);
-        sz_xml_limits_t lim = {conf->limits.max_stanza_bytes, (uint16_t)conf->limits.max_depth,
-                               (uint16_t)conf->limits.max_attrs};
+        sz_xml_limits_t lim = {SZ_CONF_LIMIT(conf, max_stanza_bytes),
+                               (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
+                               (uint16_t)SZ_CONF_LIMIT(conf, max_attrs)};
         sz_xml_parser_set_limits(&cs->xp, &lim);
         SZ_DEBUG("msg=\"authenticated\" conn=%llu jid=%s", (unsigned long long)cs->c->id, jid);
         /* Every resource of a user lives on its home reactor (DESIGN §2).
@@ -451,7 +452,7 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
         unsigned f = sasl_flags(cs);
         sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
                             .domain_len = strlen(conf->hosts[cs->host].domain),
-                            .fake_iterations = conf->limits.scram_iterations};
+                            .fake_iterations = SZ_CONF_LIMIT(conf, scram_iterations)};
         if (conf->node.secret) {
             o.secret = (const uint8_t *)conf->node.secret;
             o.secret_len = strlen(conf->node.secret);
@@ -672,7 +673,7 @@ static bool register_allowed(const struct c2s *cs)
 /* One registration attempt from the connection's source in this hour? */
 static bool register_budget(const struct c2s *cs)
 {
-    uint32_t limit = conf->limits.register_per_source_per_hour;
+    uint32_t limit = SZ_CONF_LIMIT(conf, register_per_source_per_hour);
     uint64_t hour = sz_now_ms() / 3600000u;
     uint64_t *w = &reg_by_src[cs->src_hash ? cs->src_hash - 1 : 0];
     uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED), next;
@@ -758,7 +759,7 @@ static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
         return;
     }
     sz_scram_creds_t creds;
-    if (sz_scram_derive_all(pass, pl, conf->limits.scram_iterations, &creds) < 0) {
+    if (sz_scram_derive_all(pass, pl, SZ_CONF_LIMIT(conf, scram_iterations), &creds) < 0) {
         sz_jid_free(j);
         iq_error(cs, st, "modify", "not-acceptable");
         return;
@@ -943,13 +944,13 @@ static void c2s_open(sz_conn_t *c)
     struct c2s *cs = sz_calloc(1, sizeof(*cs));
     cs->c = c;
     c->pstate = cs;
-    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES, (uint16_t)conf->limits.max_depth,
-                           (uint16_t)conf->limits.max_attrs};
-    if (lim.max_stanza_bytes > conf->limits.max_stanza_bytes)
-        lim.max_stanza_bytes = conf->limits.max_stanza_bytes;
+    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES, (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
+                           (uint16_t)SZ_CONF_LIMIT(conf, max_attrs)};
+    if (lim.max_stanza_bytes > SZ_CONF_LIMIT(conf, max_stanza_bytes))
+        lim.max_stanza_bytes = SZ_CONF_LIMIT(conf, max_stanza_bytes);
     sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
     sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
-    sz_conn_set_timer(c, conf->limits.preauth_timeout_ms);
+    sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
     if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
         sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
         if (!ctx) {
@@ -996,7 +997,7 @@ static void c2s_moved(sz_conn_t *c)
     struct c2s *cs = c->pstate;
     cs->c = c;
     if (!(cs->flags & F_BOUND))
-        sz_conn_set_timer(c, conf->limits.preauth_timeout_ms);
+        sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
 }
 
 static void c2s_close(sz_conn_t *c)
@@ -1050,7 +1051,7 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
         return;
     cs->src = slot + 1;
     uint32_t n = __atomic_add_fetch(&unauth_by_src[slot], 1, __ATOMIC_RELAXED);
-    if (n > conf->limits.max_unauth_per_source) {
+    if (n > SZ_CONF_LIMIT(conf, max_unauth_per_source)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
         stream_error(cs, "policy-violation");
     }
