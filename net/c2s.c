@@ -131,11 +131,36 @@ static const sz_conf_listen_t *listener(const struct c2s *cs)
 
 /* ---- output -------------------------------------------------------------- */
 
-static int c2s_write(struct c2s *cs, const void *p, size_t n)
+/* Headroom kept under limits.max_output_bytes for the stream error that
+ * tells a client which does not read why it is closed. */
+#define OUTPUT_HEADROOM 512
+
+static int raw_write(struct c2s *cs, const void *p, size_t n)
 {
     if (cs->tls && (cs->flags & F_TLS))
         return sz_tls_output(cs->tls, p, n, &tls_io, cs);
     return sz_conn_send(cs->c, p, n);
+}
+
+static void stream_error(struct c2s *cs, const char *cond);
+
+/* True (and the stream ended with policy-violation) when <n> more bytes
+ * would pass the output cap: the one place the cap is enforced for c2s. */
+static bool over_cap(struct c2s *cs, size_t n)
+{
+    uint32_t cap = __atomic_load_n(&sz_conn_max_output, __ATOMIC_RELAXED);
+    if (cs->stage == ST_CLOSED || cs->c->out_bytes + n + OUTPUT_HEADROOM <= cap)
+        return false;
+    SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, output_overflow, 1);
+    stream_error(cs, "policy-violation");
+    return true;
+}
+
+static int c2s_write(struct c2s *cs, const void *p, size_t n)
+{
+    if (over_cap(cs, n))
+        return -ENOBUFS;
+    return raw_write(cs, p, n);
 }
 
 static void c2s_writes(struct c2s *cs, const char *s)
@@ -156,7 +181,7 @@ static void send_header(struct c2s *cs)
                      "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' "
                      "version='1.0' xml:lang='en'>",
                      id, conf->hosts[cs->host].domain);
-    c2s_write(cs, buf, (size_t)n);
+    raw_write(cs, buf, (size_t)n);
     cs->flags |= F_HEADER_SENT;
 }
 
@@ -172,7 +197,7 @@ static void stream_error(struct c2s *cs, const char *cond)
     int n = snprintf(buf, sizeof(buf),
                      "<stream:error><%s xmlns='" NS_STREAMS "'/></stream:error></stream:stream>",
                      cond);
-    c2s_write(cs, buf, (size_t)n);
+    raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
     SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id, cond);
     cs->stage = ST_CLOSED;
     if (cs->tls && (cs->flags & F_TLS))
@@ -1085,12 +1110,9 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
     size_t len;
     const char *raw = sz_stanza_raw(st, &len);
     /* A client that does not read: policy-violation once its queue would
-     * pass the cap, with room kept for the stream error itself. */
-    uint32_t cap = __atomic_load_n(&sz_conn_max_output, __ATOMIC_RELAXED);
-    if (cs->c->out_bytes + len + 512 > cap) {
+     * pass the cap. */
+    if (over_cap(cs, len)) {
         sz_stanza_unref(st);
-        SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, output_overflow, 1);
-        stream_error(cs, "policy-violation");
         return;
     }
     if (cs->tls) {
