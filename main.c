@@ -71,6 +71,11 @@ static int account_exists(void *ctx, const sz_jid_t *jid, void (*cb)(void *arg, 
     return ret;
 }
 
+static int offload(void *ctx, void (*fn)(void *arg), sz_c2s_done_cb cb, void *arg)
+{
+    return sz_store_call(ctx, fn, cb, arg);
+}
+
 static int account_create(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
                           sz_c2s_done_cb cb, void *arg)
 {
@@ -161,7 +166,7 @@ static int run(const char *path)
         return 1;
     }
     sz_store_register_handlers();
-    sz_c2s_accounts_t acc = {creds_lookup, account_create, store};
+    sz_c2s_accounts_t acc = {creds_lookup, account_create, offload, store};
     sz_c2s_configure(conf, &acc, tls);
     sz_router_set_exists(account_exists, store);
     sz_tls_ctx_unref(tls); /* c2s holds its own reference */

@@ -46,7 +46,7 @@ enum stage {
 #define F_TLS         0x08 /* TLS handshake completed */
 #define F_LOOKUP      0x10 /* storage lookup in flight */
 #define F_ORPHAN      0x20 /* connection gone while the lookup runs */
-#define F_SESSION_IQ  0x40
+#define F_SPOKE       0x40 /* SASL input arrived while a lookup or job held the exchange */
 
 struct c2s {
     sz_xml_parser_t xp;  /* 64 */
@@ -312,20 +312,99 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 
 static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
 
+static void sasl_failure(struct c2s *cs, const char *cond);
+
+/* Frees what a connection's c2s state holds once nothing else uses it. */
+static void free_state(struct c2s *cs)
+{
+    sz_xml_parser_free(&cs->xp);
+    sz_tls_free(cs->tls);
+    sz_sasl_free(cs->sasl);
+    sz_jid_free(cs->authed);
+    sz_free(cs->reg_id);
+    sz_free(cs);
+}
+
+/* SASL input that arrived while a lookup or a job held the exchange: the
+ * client spoke out of turn (RFC 6120 §6.4), which fails the exchange now
+ * that it is ours again. Returns true when it did. */
+static bool spoke_out_of_turn(struct c2s *cs)
+{
+    if (!(cs->flags & F_SPOKE))
+        return false;
+    cs->flags &= (uint8_t)~F_SPOKE;
+    sz_sasl_free(cs->sasl);
+    cs->sasl = NULL;
+    sasl_failure(cs, "malformed-request");
+    return true;
+}
+
+/* PLAIN verification on a storage worker. While it runs the reactor does
+ * not touch cs->sasl (F_LOOKUP). */
+struct plain_job {
+    struct c2s *cs;
+    enum sz_sasl_creds_status status;
+    bool have_creds;
+    enum sz_sasl_result r;
+    sz_sasl_out_t out;
+    sz_scram_creds_t creds;
+};
+
+static void plain_work(void *arg)
+{
+    struct plain_job *job = arg;
+    job->r = sz_sasl_creds(job->cs->sasl, job->status, job->have_creds ? &job->creds : NULL,
+                           &job->out);
+}
+
+static void plain_done(void *arg, int res)
+{
+    struct plain_job *job = arg;
+    struct c2s *cs = job->cs;
+    (void)res;
+    cs->flags &= (uint8_t)~F_LOOKUP;
+    pending--;
+    if (cs->flags & F_ORPHAN)
+        free_state(cs);
+    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs))
+        sasl_result(cs, job->r, &job->out);
+    memset(&job->creds, 0, sizeof(job->creds));
+    sz_free(job);
+}
+
 static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
 {
     struct c2s *cs = arg;
     cs->flags &= (uint8_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN) {
-        sz_free(cs);
+        free_state(cs);
         return;
     }
     if (!cs->sasl || cs->stage == ST_CLOSED)
         return; /* the exchange ended meanwhile: a late answer is dropped */
+    if (spoke_out_of_turn(cs))
+        return;
     enum sz_sasl_creds_status status = res == 0         ? SZ_SASL_CREDS_FOUND
                                        : res == -ENOENT ? SZ_SASL_CREDS_NOT_FOUND
                                                         : SZ_SASL_CREDS_UNAVAILABLE;
+    /* PLAIN derives from the password (PBKDF2, milliseconds): on a worker. */
+    if (sz_sasl_mech(cs->sasl) == SZ_SASL_PLAIN && accounts.offload) {
+        struct plain_job *job = sz_calloc(1, sizeof(*job));
+        job->cs = cs;
+        job->status = status;
+        if (res == 0 && creds) {
+            job->creds = *creds;
+            job->have_creds = true;
+        }
+        cs->flags |= F_LOOKUP;
+        pending++;
+        if (accounts.offload(accounts.ctx, plain_work, plain_done, job) == 0)
+            return;
+        cs->flags &= (uint8_t)~F_LOOKUP;
+        pending--;
+        sz_free(job);
+    }
     sz_sasl_out_t out;
     enum sz_sasl_result r = sz_sasl_creds(cs->sasl, status, res == 0 ? creds : NULL, &out);
     sasl_result(cs, r, &out);
@@ -497,6 +576,12 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
     } else if (name_is(span, h, "response") || name_is(span, h, "abort")) {
         if (!cs->sasl) {
             stream_error(cs, "not-authorized"); /* RFC 6120 §6.4: no exchange running */
+            goto done;
+        }
+        if (cs->flags & F_LOOKUP) {
+            /* The exchange is held by a lookup or a worker: answer when it
+             * comes back (see spoke_out_of_turn()). */
+            cs->flags |= F_SPOKE;
             goto done;
         }
         if (name_is(span, h, "abort")) {
@@ -720,7 +805,7 @@ static void on_created(void *arg, int res)
     cs->reg_id = NULL;
     if (cs->flags & F_ORPHAN) {
         sz_free(id);
-        sz_free(cs);
+        free_state(cs);
         return;
     }
     if (cs->stage != ST_CLOSED) {
@@ -739,6 +824,61 @@ static const char *reg_field(const sz_xml_node_t *q, const char *name, size_t *l
 {
     const sz_xml_node_t *f = sz_xml_child(q, name, NS_REGISTER);
     return f ? sz_xml_text(f, len) : NULL;
+}
+
+/* XEP-0077 key derivation, on a worker when possible. */
+struct reg_job {
+    struct c2s *cs;
+    sz_jid_t *jid;
+    char *pw;
+    size_t pl;
+    uint32_t iterations;
+    int rc;
+    sz_scram_creds_t creds;
+};
+
+static void reg_work(void *arg)
+{
+    struct reg_job *job = arg;
+    job->rc = sz_scram_derive_all(job->pw, job->pl, job->iterations, &job->creds);
+}
+
+static void reg_answer(struct c2s *cs, const char *etype, const char *cond)
+{
+    const char *id = cs->reg_id;
+    iq_answer(cs, id, id ? strlen(id) : 0, NULL, etype, cond);
+    sz_free(cs->reg_id);
+    cs->reg_id = NULL;
+}
+
+static void reg_done(void *arg, int res)
+{
+    struct reg_job *job = arg;
+    struct c2s *cs = job->cs;
+    (void)res;
+    cs->flags &= (uint8_t)~F_LOOKUP;
+    pending--;
+    if (cs->flags & F_ORPHAN) {
+        free_state(cs);
+    } else if (cs->stage == ST_CLOSED) {
+        sz_free(cs->reg_id);
+        cs->reg_id = NULL;
+    } else if (job->rc < 0) {
+        reg_answer(cs, "modify", "not-acceptable"); /* not a valid password */
+    } else {
+        cs->flags |= F_LOOKUP;
+        pending++;
+        if (accounts.create(accounts.ctx, job->jid, &job->creds, on_created, cs) < 0) {
+            cs->flags &= (uint8_t)~F_LOOKUP;
+            pending--;
+            reg_answer(cs, "wait", "internal-server-error");
+        }
+    }
+    memset(job->pw, 0, job->pl);
+    sz_free(job->pw);
+    memset(&job->creds, 0, sizeof(job->creds));
+    sz_jid_free(job->jid);
+    sz_free(job);
 }
 
 static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
@@ -783,26 +923,21 @@ static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
         iq_error(cs, st, "wait", "resource-constraint");
         return;
     }
-    sz_scram_creds_t creds;
-    if (sz_scram_derive_all(pass, pl, SZ_CONF_LIMIT(conf, scram_iterations), &creds) < 0) {
-        sz_jid_free(j);
-        iq_error(cs, st, "modify", "not-acceptable");
-        return;
-    }
     char id[1024];
     ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
     cs->reg_id = il >= 0 ? sz_strndup(id, (size_t)il) : NULL;
+    struct reg_job *job = sz_calloc(1, sizeof(*job));
+    job->cs = cs;
+    job->jid = j;
+    job->pw = sz_strndup(pass, pl);
+    job->pl = pl;
+    job->iterations = SZ_CONF_LIMIT(conf, scram_iterations);
     cs->flags |= F_LOOKUP;
     pending++;
-    int ret = accounts.create(accounts.ctx, j, &creds, on_created, cs);
-    memset(&creds, 0, sizeof(creds));
-    sz_jid_free(j);
-    if (ret < 0) {
-        cs->flags &= (uint8_t)~F_LOOKUP;
-        pending--;
-        sz_free(cs->reg_id);
-        cs->reg_id = NULL;
-        iq_error(cs, st, "wait", "internal-server-error");
+    /* Key derivation (three PBKDF2 runs) on a worker, then the insert. */
+    if (!accounts.offload || accounts.offload(accounts.ctx, reg_work, reg_done, job) < 0) {
+        reg_work(job);
+        reg_done(job, 0);
     }
 }
 
@@ -1032,28 +1167,19 @@ static void c2s_close(sz_conn_t *c)
     if (!cs)
         return;
     uncount_source(cs);
-    if (!(cs->flags & F_LOOKUP)) {
-        sz_free(cs->reg_id);
-        cs->reg_id = NULL;
-    }
     if (cs->flags & F_BOUND) {
         sz_router_unbind(sz_conn_reactor(c), &cs->sess);
         sz_jid_free(cs->sess.jid);
         cs->sess.jid = NULL;
     }
-    sz_xml_parser_free(&cs->xp);
-    sz_tls_free(cs->tls);
-    sz_sasl_free(cs->sasl);
-    sz_jid_free(cs->authed);
-    cs->tls = NULL;
-    cs->sasl = NULL;
-    cs->authed = NULL;
     if (cs->flags & F_LOOKUP) {
-        cs->flags |= F_ORPHAN; /* freed by the lookup's callback */
+        /* A lookup or a worker job still holds this state (and maybe the
+         * SASL exchange): its completion frees everything. */
+        cs->flags |= F_ORPHAN;
         cs->c = NULL;
         return;
     }
-    sz_free(cs);
+    free_state(cs);
 }
 
 static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)

@@ -30,6 +30,7 @@ enum sz_store_op {
     SZ_STORE_ACCOUNT_GET_CREDS,
     SZ_STORE_ACCOUNT_LIST,
     SZ_STORE_ACCOUNT_COUNT,
+    SZ_STORE_CALL, /* run a caller's function on the worker (no backend) */
     SZ_STORE_OP_COUNT
 };
 
@@ -81,6 +82,9 @@ struct sz_store_req {
         struct {
             uint64_t n; /* out */
         } count;
+        struct {
+            void (*fn)(void *arg); /* in: runs on the worker */
+        } call;
     } u;
 };
 

@@ -221,7 +221,12 @@ static void *worker_main(void *arg)
             break; /* stop, and nothing left queued */
         while (q) {
             sz_store_req_t *next = q->_next;
-            w->s->be->exec(w->conn, q);
+            if (q->op == SZ_STORE_CALL) {
+                q->u.call.fn(q->_arg);
+                q->res = 0;
+            } else {
+                w->s->be->exec(w->conn, q);
+            }
             finish(w, q);
             q = next;
         }
@@ -421,6 +426,18 @@ static int submit_done(sz_store_t *s, sz_store_req_t *q, const sz_jid_t *jid, sz
     q->_cb.done = cb;
     q->_arg = arg;
     return submit(s, q, sz_jid_hash_bare(jid) | 1);
+}
+
+int sz_store_call(sz_store_t *s, void (*fn)(void *arg), sz_store_done_fn cb, void *arg)
+{
+    if (!fn || !cb)
+        return -EINVAL;
+    sz_store_req_t *q = req_new(SZ_STORE_CALL, 0);
+    q->u.call.fn = fn;
+    q->_complete = complete_done;
+    q->_cb.done = cb;
+    q->_arg = arg;
+    return submit(s, q, 0);
 }
 
 int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,

@@ -120,6 +120,14 @@ typedef void (*sz_store_names_fn)(void *arg, int res, const sz_store_names_t *pa
  * return. Result: 0, -EEXIST (already there), -EBUSY (lock wait expired),
  * -EIO.
  */
+/**
+ * Runs <fn>(<arg>) on a storage worker, then <cb>(<arg>, 0) as for any
+ * request: CPU-heavy work a reactor must not do itself (key derivation).
+ * <arg> belongs to the caller, who must not touch what <fn> uses until
+ * <cb> runs. Returns 0, -EINVAL or -ESHUTDOWN (then nothing runs).
+ */
+int sz_store_call(sz_store_t *s, void (*fn)(void *arg), sz_store_done_fn cb, void *arg);
+
 int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,
                             sz_store_done_fn cb, void *arg);
 

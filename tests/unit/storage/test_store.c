@@ -186,6 +186,42 @@ SZ_TEST(migrate_new_file)
     SZ_CHECK_INT(schema_version_of(dbpath), 1);
 }
 
+/* sz_store_call: the function runs on a worker thread, the callback after
+ * it, on the caller (blocking caller here). */
+struct call_rec {
+    pthread_t caller, worker;
+    int ran, done, res;
+};
+
+static void call_fn(void *arg)
+{
+    struct call_rec *c = arg;
+    c->worker = pthread_self();
+    c->ran++;
+}
+
+static void call_done(void *arg, int res)
+{
+    struct call_rec *c = arg;
+    c->done += c->ran; /* 1 only if the function ran first */
+    c->res = res;
+}
+
+SZ_TEST(call_on_worker)
+{
+    snprintf(dbpath, sizeof(dbpath), "%s/call.db", tmpdir);
+    sz_store_t *s = open_at(dbpath, 2);
+    SZ_CHECK(s != NULL);
+    struct call_rec c = {.caller = pthread_self(), .res = -1};
+    SZ_CHECK_INT(sz_store_call(s, call_fn, call_done, &c), 0);
+    SZ_CHECK_INT(c.ran, 1);
+    SZ_CHECK_INT(c.done, 1);
+    SZ_CHECK_INT(c.res, 0);
+    SZ_CHECK(!pthread_equal(c.worker, c.caller));
+    SZ_CHECK_INT(sz_store_call(s, NULL, call_done, &c), -EINVAL);
+    sz_store_close(s);
+}
+
 SZ_TEST(sync_accounts)
 {
     sz_store_t *s = open_at(dbpath, 2);
@@ -732,6 +768,7 @@ int main(int argc, char **argv)
     }
     sz_store_register_handlers();
     SZ_RUN(migrate_new_file);
+    SZ_RUN(call_on_worker);
     SZ_RUN(sync_accounts);
     SZ_RUN(list_pages);
     SZ_RUN(batch_create);
