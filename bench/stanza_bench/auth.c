@@ -5,7 +5,9 @@
  *   client-final  = "c=biws,r=" nonce ",p=" base64(ClientKey XOR
  *                   HMAC(StoredKey, AuthMessage))
  *   server-final  = "v=" base64(HMAC(ServerKey, AuthMessage))
- * where "biws" is base64("n,,"). The password is used as given: the
+ * where "biws" is base64("n,,"). The -PLUS variants send the gs2 header
+ * "p=tls-exporter,," instead of "n,,", and c= is then base64 of that
+ * header followed by the 32-byte tls-exporter value (RFC 9266). The password is used as given: the
  * accounts of a benchmark are ASCII, for which PRECIS OpaqueString is the
  * identity. Any thread; the state belongs to one exchange.
  */
@@ -34,11 +36,15 @@ struct sb_auth {
     size_t cfirst_len;
     size_t cnonce_len;              /* the nonce starts at cfirst + cnonce_off */
     size_t cnonce_off;
+    char cbind[96];                 /* c= value: base64(gs2 header [cb data]) */
     uint8_t server_sig[KEY_MAX_BYTES];
     int step; /* 0: client-first sent, 1: client-final sent */
 };
 
-static const char *const mech_names[SB_MECH_COUNT] = {"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"};
+static const char *const mech_names[SB_MECH_COUNT] = {
+    "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"};
+
+#define GS2_PLUS "p=tls-exporter,,"
 
 const char *sb_mech_name(enum sb_mech m)
 {
@@ -55,7 +61,7 @@ int sb_mech_parse(const char *name)
 
 static const EVP_MD *md_of(enum sb_mech m)
 {
-    return m == SB_MECH_SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+    return m == SB_MECH_SCRAM_SHA1 || m == SB_MECH_SCRAM_SHA1_PLUS ? EVP_sha1() : EVP_sha256();
 }
 
 /* Base64 of <n> bytes into <out> (NUL-terminated); false when it would not
@@ -87,8 +93,15 @@ static long b64_in(const char *in, size_t len, char *out, size_t cap)
 sb_auth_t *sb_auth_start(enum sb_mech m, const char *user, const char *pass, const char *nonce,
                          char *out)
 {
+    return sb_auth_start_cb(m, user, pass, nonce, NULL, out);
+}
+
+sb_auth_t *sb_auth_start_cb(enum sb_mech m, const char *user, const char *pass,
+                            const char *nonce, const uint8_t *cb, char *out)
+{
     size_t ul = strlen(user), pl = strlen(pass);
-    if (ul > NAME_MAX_BYTES || pl > NAME_MAX_BYTES || (unsigned)m >= SB_MECH_COUNT)
+    if (ul > NAME_MAX_BYTES || pl > NAME_MAX_BYTES || (unsigned)m >= SB_MECH_COUNT ||
+        (sb_mech_is_plus(m) && !cb))
         return NULL;
     sb_auth_t *a = calloc(1, sizeof(*a));
     if (!a)
@@ -134,8 +147,17 @@ sb_auth_t *sb_auth_start(enum sb_mech m, const char *user, const char *pass, con
     a->cfirst_len = (size_t)k;
     a->cnonce_off = n + 5;
     a->cnonce_len = strlen(cn);
-    char first[MSG_MAX_BYTES + 8];
-    int fl = snprintf(first, sizeof(first), "n,,%s", a->cfirst);
+    const char *gs2 = sb_mech_is_plus(m) ? GS2_PLUS : "n,,";
+    if (sb_mech_is_plus(m)) {
+        uint8_t cdata[sizeof(GS2_PLUS) - 1 + SB_AUTH_CB_BYTES];
+        memcpy(cdata, GS2_PLUS, sizeof(GS2_PLUS) - 1);
+        memcpy(cdata + sizeof(GS2_PLUS) - 1, cb, SB_AUTH_CB_BYTES);
+        EVP_EncodeBlock((uint8_t *)a->cbind, cdata, sizeof(cdata)); /* 64 chars */
+    } else {
+        memcpy(a->cbind, "biws", 5); /* base64("n,,") */
+    }
+    char first[MSG_MAX_BYTES + 24];
+    int fl = snprintf(first, sizeof(first), "%s%s", gs2, a->cfirst);
     b64_out(first, (size_t)fl, out);
     return a;
 }
@@ -212,9 +234,9 @@ int sb_auth_step(sb_auth_t *a, const char *b64, size_t len, char *out, const cha
     HMAC(md, salted, hl, (const uint8_t *)"Server Key", 10, skey, &ol);
     EVP_Digest(ckey, hl, stored, &ol, md, NULL);
     /* AuthMessage = client-first-bare "," server-first "," client-final-without-proof */
-    char final[MSG_MAX_BYTES + 64];
-    int fl = snprintf(final, sizeof(final), "c=biws,r=%s", r);
-    char am[3 * MSG_MAX_BYTES];
+    char final[MSG_MAX_BYTES + 160];
+    int fl = snprintf(final, sizeof(final), "c=%s,r=%s", a->cbind, r);
+    char am[3 * MSG_MAX_BYTES + 160];
     int al = snprintf(am, sizeof(am), "%s,%s,%s", a->cfirst, sfirst, final);
     if (fl < 0 || (size_t)fl >= sizeof(final) || al < 0 || (size_t)al >= sizeof(am)) {
         *why = "bad-challenge";

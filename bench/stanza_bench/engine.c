@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/stanza_bench/tls.h"
+
 enum { OP_CONNECT = 1, OP_RECV, OP_SEND };
 
 #define F_RECV 0x01 /* multishot recv armed */
@@ -126,6 +128,16 @@ void sb_send(sb_thread_t *t, sb_sess_t *s, const void *p, size_t n)
 {
     if (s->state == SB_ST_CLOSED || s->fd < 0 || n == 0)
         return;
+    if (s->ssl)
+        sb_tls_send(t, s, p, n); /* its records come back through sb_send_raw */
+    else
+        sb_send_raw(t, s, p, n);
+}
+
+void sb_send_raw(sb_thread_t *t, sb_sess_t *s, const void *p, size_t n)
+{
+    if (s->state == SB_ST_CLOSED || s->fd < 0 || n == 0)
+        return;
     /* Coalesce into the queue's tail when it is not in flight yet. */
     struct sb_obuf *tail = s->oq_tail;
     if (tail && (tail != s->oq || !(s->flags & F_SEND)) && tail->len + n <= 512) {
@@ -177,6 +189,7 @@ static void release(sb_sess_t *s)
     if (s->state != SB_ST_CLOSED || (s->flags & (F_RECV | F_SEND | F_CONN)) || s->fd < 0)
         return;
     sz_xml_parser_free(&s->xp);
+    sb_tls_free(s);
     close(s->fd);
     s->fd = -1;
     s->gen++;
@@ -314,7 +327,10 @@ static void on_cqe(sb_thread_t *t, const struct io_uring_cqe *cqe)
         }
         inc(&t->c.connected);
         arm_recv(t, s);
-        sb_xmpp_connected(t, s);
+        if (t->run->conf.tls != SB_TLS_DIRECT)
+            sb_xmpp_connected(t, s);
+        else if (sb_tls_start(t, s) < 0) /* XEP-0368: TLS first */
+            sb_close(t, s);
         break;
     case OP_RECV:
         if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -322,7 +338,9 @@ static void on_cqe(sb_thread_t *t, const struct io_uring_cqe *cqe)
         if (res > 0) {
             char *p = sz_bufring_take(&t->br, bid);
             __atomic_store_n(&t->c.bytes_in, t->c.bytes_in + (uint64_t)res, __ATOMIC_RELAXED);
-            if (s->state != SB_ST_CLOSED)
+            if (s->state != SB_ST_CLOSED && s->ssl)
+                sb_tls_input(t, s, p, (size_t)res);
+            else if (s->state != SB_ST_CLOSED)
                 sb_xmpp_input(t, s, p, (size_t)res);
             sz_bufring_put(&t->br, bid);
         } else if (has_buf) {
@@ -536,6 +554,7 @@ static void *worker(void *arg)
         sb_auth_free(s->auth);
         s->auth = NULL;
         sz_xml_parser_free(&s->xp);
+        sb_tls_free(s);
     }
     sz_bufring_destroy(&t->br, &t->ring);
     io_uring_queue_exit(&t->ring);
@@ -546,6 +565,7 @@ static void *worker(void *arg)
     }
     sz_xml_scratch_free();
     sb_xmpp_thread_exit();
+    sb_tls_thread_exit();
     return NULL;
 }
 

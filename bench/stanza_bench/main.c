@@ -19,8 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "bench/stanza_bench/report.h"
 #include "bench/stanza_bench/sb.h"
+#include "bench/stanza_bench/tls.h"
 
 static const char *prog = "stanza-bench";
 
@@ -46,9 +49,13 @@ static void usage(FILE *f)
         "target:\n"
         "  --server ADDR        IPv4 address of the server (default 127.0.0.1)\n"
         "  --port N             its client port (default 5222)\n"
-        "  --domain D           the XMPP domain (default localhost)\n"
-        "  TLS is NOT implemented in this version: the server must offer SASL on a\n"
-        "  plaintext stream (stanzad: `tls: none` and `plain_without_tls: true` for PLAIN)\n"
+        "  --domain D           the XMPP domain (default localhost; also the TLS SNI)\n"
+        "  --tls MODE           none (default: SASL on a plaintext stream), starttls\n"
+        "                       (<starttls/>, <proceed/>, handshake, new stream) or\n"
+        "                       direct (XEP-0368: handshake first, ALPN xmpp-client)\n"
+        "  --tls-version V      1.2 or 1.3 (default 1.3); every login is a full handshake\n"
+        "  --ca FILE            verify the server's certificate against the PEM CAs in\n"
+        "                       FILE and its name against --domain (default: no check)\n"
         "\n"
         "accounts:\n"
         "  --users N            simulated users (default 100)\n"
@@ -56,7 +63,9 @@ static void usage(FILE *f)
         "  --user-pattern P     localpart pattern, {N} is the user number (default user{N})\n"
         "  --pass-pattern P     password pattern (default pass{N})\n"
         "  --resource R         resource to bind (default sb)\n"
-        "  --mech M             PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default)\n"
+        "  --mech M             PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 (default), or with\n"
+        "                       --tls and TLS 1.3 SCRAM-SHA-1-PLUS, SCRAM-SHA-256-PLUS\n"
+        "                       (tls-exporter channel binding, RFC 9266)\n"
         "\n"
         "load:\n"
         "  --login-rate R       logins started per second, all threads (default 100)\n"
@@ -277,6 +286,12 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (uint64_t)cf->users + 64 > rl.rlim_cur)
         fprintf(stderr, "%s: warning: %u users but RLIMIT_NOFILE is %llu: logins will fail\n",
                 prog, cf->users, (unsigned long long)rl.rlim_cur);
+    char err[256];
+    if (sb_tls_init(cf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        sb_tls_exit();
+        return 1;
+    }
     sb_report_t rep = {.run = run, .server_pid = server_pid};
     sb_sample(server_pid, &rep.srv[0]);
     sb_sample(getpid(), &rep.self[0]);
@@ -319,6 +334,7 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
     sb_sample(getpid(), &rep.self[2]);
     set_phase(run, SB_PH_STOP);
     sb_engine_join(run);
+    sb_tls_exit();
     int rc = 0;
     for (unsigned i = 0; i < cf->threads; i++) {
         if (run->t[i].err) {
@@ -367,6 +383,7 @@ int main(int argc, char **argv)
         .loss_timeout = 5,
         .bufs = 256,
         .buf_size = 4096,
+        .tls_version = TLS1_3_VERSION,
     };
     cf->server.sin_family = AF_INET;
     cf->server.sin_port = htons(5222);
@@ -382,7 +399,8 @@ int main(int argc, char **argv)
     enum {
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
-        O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP
+        O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
+        O_TLS, O_TLSVER, O_CA
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -398,7 +416,9 @@ int main(int argc, char **argv)
         {"json", 1, NULL, O_JSON},          {"quiet", 0, NULL, O_QUIET},
         {"stanzactl", 1, NULL, O_CTL},      {"config", 1, NULL, O_CONFIG},
         {"iterations", 1, NULL, O_ITER},    {"file", 1, NULL, O_FILE},
-        {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},          {NULL, 0, NULL, 0},
+        {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},
+        {"tls", 1, NULL, O_TLS},            {"tls-version", 1, NULL, O_TLSVER},
+        {"ca", 1, NULL, O_CA},          {NULL, 0, NULL, 0},
     };
     pid_t server_pid = 0;
     const char *json = NULL, *ctl = NULL, *config = NULL, *keep = NULL;
@@ -419,7 +439,8 @@ int main(int argc, char **argv)
         case O_MECH: {
             int m = sb_mech_parse(optarg);
             if (m < 0)
-                die("--mech: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256, not '%s'", optarg);
+                die("--mech: PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 or their -PLUS, not '%s'",
+                    optarg);
             cf->mech = (enum sb_mech)m;
             break;
         }
@@ -458,6 +479,25 @@ int main(int argc, char **argv)
         case O_ITER: iter = (unsigned)num("--iterations", optarg, 1, 10000000); break;
         case O_FILE: keep = optarg; break;
         case O_HELP: usage(stdout); return 0;
+        case O_TLS:
+            if (strcmp(optarg, "none") == 0)
+                cf->tls = SB_TLS_NONE;
+            else if (strcmp(optarg, "starttls") == 0)
+                cf->tls = SB_TLS_STARTTLS;
+            else if (strcmp(optarg, "direct") == 0)
+                cf->tls = SB_TLS_DIRECT;
+            else
+                die("--tls: none, starttls or direct, not '%s'", optarg);
+            break;
+        case O_TLSVER:
+            if (strcmp(optarg, "1.2") == 0)
+                cf->tls_version = TLS1_2_VERSION;
+            else if (strcmp(optarg, "1.3") == 0)
+                cf->tls_version = TLS1_3_VERSION;
+            else
+                die("--tls-version: 1.2 or 1.3, not '%s'", optarg);
+            break;
+        case O_CA: cf->ca = optarg; break;
         default: usage(stderr); return 2;
         }
     }
@@ -468,6 +508,10 @@ int main(int argc, char **argv)
             die("%s", "provision needs --stanzactl PATH and --config FILE");
         return provision(cf, ctl, config, iter, keep);
     }
+    if (sb_mech_is_plus(cf->mech) && (cf->tls == SB_TLS_NONE || cf->tls_version != TLS1_3_VERSION))
+        die("%s", "a -PLUS mechanism needs --tls starttls|direct and TLS 1.3 (tls-exporter)");
+    if (cf->ca && cf->tls == SB_TLS_NONE)
+        die("%s", "--ca needs --tls starttls|direct");
     if (cf->scenario == SB_SC_ONE2ONE && cf->users < 2)
         die("%s", "one2one needs at least 2 users");
     if (server_pid > 0 && kill(server_pid, 0) < 0 && errno == ESRCH)

@@ -7,6 +7,8 @@
  */
 #include "bench/stanza_bench/report.h"
 
+#include <openssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -172,6 +174,23 @@ static void print_lat(FILE *f, const char *label, const sb_hist_t *h)
     fprintf(f, "  (n=%llu)\n", (unsigned long long)h->count);
 }
 
+static const char *const tls_modes[] = {"none", "starttls", "direct"};
+
+static const char *tls_ver(const sb_conf_t *cf)
+{
+    return cf->tls_version == TLS1_2_VERSION ? "1.2" : "1.3";
+}
+
+/* "plaintext", or "STARTTLS, TLS 1.3" */
+static const char *tls_name(const sb_conf_t *cf)
+{
+    if (cf->tls == SB_TLS_NONE)
+        return "plaintext";
+    if (cf->tls == SB_TLS_STARTTLS)
+        return cf->tls_version == TLS1_2_VERSION ? "STARTTLS, TLS 1.2" : "STARTTLS, TLS 1.3";
+    return cf->tls_version == TLS1_2_VERSION ? "Direct TLS, TLS 1.2" : "Direct TLS, TLS 1.3";
+}
+
 void sb_report_print(const sb_report_t *r, FILE *f)
 {
     const sb_run_t *run = r->run;
@@ -182,9 +201,9 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     uint32_t a = ntohl(cf->server.sin_addr.s_addr);
     snprintf(addr, sizeof(addr), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255,
              a & 255, ntohs(cf->server.sin_port));
-    fprintf(f, "stanza-bench %s: %u users, %u threads, %s, domain %s, %s, plaintext\n",
+    fprintf(f, "stanza-bench %s: %u users, %u threads, %s, domain %s, %s, %s\n",
             cf->scenario == SB_SC_CONNECT ? "connect" : "one2one", cf->users, cf->threads, addr,
-            cf->domain, sb_mech_name(cf->mech));
+            cf->domain, sb_mech_name(cf->mech), tls_name(cf));
     fprintf(f, "%-22s %llu online, %llu failed, %llu dropped later (of %llu launched)\n",
             "logins", (unsigned long long)r->c.online, (unsigned long long)r->c.failed,
             (unsigned long long)r->c.dropped, (unsigned long long)r->c.launched);
@@ -277,7 +296,9 @@ int sb_report_json(const sb_report_t *r, const char *path)
     fprintf(f, "  \"server\": \"%u.%u.%u.%u:%u\",\n  \"domain\": ", a >> 24, (a >> 16) & 255,
             (a >> 8) & 255, a & 255, ntohs(cf->server.sin_port));
     jstr(f, cf->domain);
-    fprintf(f, ",\n  \"tls\": false,\n  \"mechanism\": \"%s\",\n  \"threads\": %u,\n  \"users\": %u,\n",
+    fprintf(f, ",\n  \"tls\": %s,\n  \"tls_mode\": \"%s\",\n  \"tls_version\": \"%s\",",
+            cf->tls ? "true" : "false", tls_modes[cf->tls], cf->tls ? tls_ver(cf) : "");
+    fprintf(f, "\n  \"mechanism\": \"%s\",\n  \"threads\": %u,\n  \"users\": %u,\n",
             sb_mech_name(cf->mech), cf->threads, cf->users);
     fprintf(f,
             "  \"logins\": {\"target_rate\": %.3f, \"launched\": %llu, \"connected\": %llu, "

@@ -25,6 +25,9 @@
 
 enum sb_scenario { SB_SC_CONNECT = 0, SB_SC_ONE2ONE };
 
+/* --tls: how a session gets TLS (tls.c). */
+enum sb_tls_mode { SB_TLS_NONE = 0, SB_TLS_STARTTLS, SB_TLS_DIRECT };
+
 /* Run phases, set by the main thread (sb_run_t.phase). */
 enum sb_phase {
     SB_PH_INIT = 0,
@@ -51,6 +54,9 @@ typedef struct sb_conf {
     double login_timeout, loss_timeout; /* s */
     uint32_t bufs, buf_size;           /* provided buffers per thread */
     uint64_t tick_ns;                  /* minimum timed sleep, 0: exact */
+    enum sb_tls_mode tls;
+    uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */
+    const char *ca;                    /* PEM CA file: verify the server; NULL: no check */
 } sb_conf_t;
 
 /* Counters a worker writes and the main thread reads (relaxed atomics). */
@@ -91,6 +97,7 @@ typedef struct sb_sess {
     sz_xml_parser_t xp;          /* 64 */
     struct sb_obuf *oq, *oq_tail; /* output queue; the head is in flight */
     sb_auth_t *auth;             /* during SASL only */
+    struct ssl_st *ssl;          /* TLS sessions only (tls.c) */
     uint64_t t_start;            /* intended login time, ns */
     int fd;                      /* -1 when closed */
     uint32_t user;               /* 0-based user index */
@@ -160,8 +167,11 @@ extern const sz_xml_ops_t sb_xmpp_ops;
 extern __thread sb_thread_t *sb_cur;
 
 /* Engine side (engine.c), called by the protocol. */
-/** Queues <n> bytes of <p> (copied) for sending on <s>. */
+/** Queues <n> bytes of <p> (copied) for sending on <s>, through TLS
+ * once <s> has it. */
 void sb_send(sb_thread_t *t, sb_sess_t *s, const void *p, size_t n);
+/** Queues <n> bytes of <p> (copied) as they are: TLS records (tls.c). */
+void sb_send_raw(sb_thread_t *t, sb_sess_t *s, const void *p, size_t n);
 /** Ends <s>: no more input is handled; its fd is closed once idle.
  * <login_failed>: the session never went online (counts a failed login). */
 void sb_close(sb_thread_t *t, sb_sess_t *s);
@@ -172,7 +182,9 @@ void sb_online(sb_thread_t *t, sb_sess_t *s);
 enum sb_state {
     SB_ST_IDLE = 0,   /* not launched */
     SB_ST_CONNECTING, /* TCP connect in flight */
+    SB_ST_TLS,        /* TLS handshake (Direct TLS, or after <proceed/>) */
     SB_ST_FEAT1,      /* header sent; waiting for the server's features */
+    SB_ST_STARTTLS,   /* <starttls/> sent; waiting for <proceed/> */
     SB_ST_AUTH,       /* SASL exchange running */
     SB_ST_FEAT2,      /* restarted after SASL; waiting for features */
     SB_ST_BIND,       /* bind iq sent */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/stanza_bench/tls.h"
 #include "core/xml/tree.h"
 
 #define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -117,9 +118,16 @@ static void start_auth(sb_thread_t *t, sb_sess_t *s, const sz_xml_node_t *mechs)
         return;
     }
     char user[160], pass[160], out[SB_AUTH_OUT_MAX];
+    uint8_t cb[SB_TLS_EXPORTER_BYTES];
+    if (sb_mech_is_plus(cf->mech) && sb_tls_exporter(s, cb) < 0) {
+        sb_err(t, "client:no-tls-exporter");
+        end_stream(t, s);
+        return;
+    }
     sb_pattern(cf->user_pattern, cf->first + s->user, user, sizeof(user));
     sb_pattern(cf->pass_pattern, cf->first + s->user, pass, sizeof(pass));
-    s->auth = sb_auth_start(cf->mech, user, pass, NULL, out);
+    s->auth = sb_auth_start_cb(cf->mech, user, pass, NULL, sb_mech_is_plus(cf->mech) ? cb : NULL,
+                               out);
     if (!s->auth) {
         sb_err(t, "client:credentials-too-long");
         end_stream(t, s);
@@ -142,12 +150,20 @@ static void on_features(sb_thread_t *t, sb_sess_t *s, const char *span, size_t l
     if (!root) {
         sb_err(t, "client:bad-features");
         end_stream(t, s);
+    } else if (s->state == SB_ST_FEAT1 && t->run->conf.tls == SB_TLS_STARTTLS && !s->ssl) {
+        if (sz_xml_child(root, "starttls", NS_TLS)) {
+            sendz(t, s, "<starttls xmlns='" NS_TLS "'/>");
+            s->state = SB_ST_STARTTLS;
+        } else {
+            sb_err(t, "client:starttls-not-offered");
+            end_stream(t, s);
+        }
     } else if (s->state == SB_ST_FEAT1) {
         const sz_xml_node_t *mechs = sz_xml_child(root, "mechanisms", NS_SASL);
         if (mechs) {
             start_auth(t, s, mechs);
         } else {
-            /* TLS is not implemented in this version of the tool. */
+            /* --tls none, and the server wants STARTTLS first */
             sb_err(t, sz_xml_child(root, "starttls", NS_TLS) ? "client:tls-required"
                                                              : "client:no-sasl-mechanisms");
             end_stream(t, s);
@@ -332,6 +348,22 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
     case SZ_XML_NS_SASL:
         on_sasl(t, s, span, len, h);
         break;
+    case SZ_XML_NS_TLS:
+        if (s->state != SB_ST_STARTTLS) {
+            sb_err(t, "client:unexpected-starttls-element");
+            end_stream(t, s);
+        } else if (name_is(span, h, "proceed")) {
+            /* RFC 6120 §5.4.3.3: the handshake, then a new stream; what
+             * follows <proceed/> in this chunk is TLS (sb_xmpp_input). */
+            sz_xml_parser_reset(&s->xp);
+            if (sb_tls_start(t, s) < 0)
+                sb_close(t, s);
+            return 1;
+        } else {
+            sb_err(t, "starttls:failure");
+            sb_close(t, s); /* the server closes the stream (§5.4.2.2) */
+        }
+        break;
     case SZ_XML_NS_CLIENT:
         if (s->state >= SB_ST_BIND)
             on_stanza(t, s, span, len, h);
@@ -369,6 +401,12 @@ void sb_xmpp_input(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n)
             break;
         p += k;
         n -= (size_t)k;
+        if (s->state == SB_ST_TLS) {
+            /* <proceed/> was parsed: the rest is the server's TLS */
+            if (n)
+                sb_tls_input(t, s, p, n);
+            return;
+        }
     }
 }
 

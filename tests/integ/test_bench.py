@@ -1,6 +1,8 @@
 """stanza-bench against a real stanzad: provision accounts through
 stanzactl, a short `connect` and a low-rate `one2one`, and wrong passwords
-counted by condition. The binaries come from the same build dir as $STANZAD
+counted by condition; the same over STARTTLS and Direct TLS (TLS 1.3 and
+1.2, SCRAM with and without tls-exporter channel binding, certificate
+verification on request). The binaries come from the same build dir as $STANZAD
 (bench/stanza-bench, stanzactl). Every run is bounded by its own options
 and by a subprocess timeout."""
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_sanitizer_clean, sanitizer_env, stanzad_path
+from xmpp_util import c2s_node
 
 USERS = 200
 
@@ -40,10 +43,11 @@ def provision(n, users=USERS):
     assert_sanitizer_clean(r.stderr, "stanza-bench provision")
 
 
-def bench(n, scenario, *args, timeout=120):
+def bench(n, scenario, *args, timeout=120, port=None):
     """Runs one scenario; returns (JSON report, stdout)."""
     out = n.dir / f"{scenario}.json"
-    cmd = [tool("bench/stanza-bench"), scenario, "--port", str(n.ports["c2s"]),
+    port = port if port is not None else n.ports["c2s"]
+    cmd = [tool("bench/stanza-bench"), scenario, "--port", str(port),
            "--server-pid", str(n.proc.pid), "--json", str(out), "--quiet", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=sanitizer_env())
     assert_sanitizer_clean(r.stderr, "stanza-bench")
@@ -113,5 +117,80 @@ def test_errors_counted_by_condition(node):
                       "--msg-rate", "20")
     m = rep["messages"]
     assert m["sent"] == 20 and m["sent"] == m["received"] + m["lost"] and m["lost"] == 0, text
+    n.wait_idle(timeout=30)
+    n.stop_clean()
+
+
+def assert_clean_logins(rep, text, users):
+    lg = rep["logins"]
+    assert lg["online"] == users and lg["failed"] == 0 and lg["dropped"] == 0, text
+    assert lg["launched"] == lg["connected"] == users
+    assert rep["errors"]["total"] == 0, rep["errors"]
+
+
+def test_tls_connect_and_one2one(node):
+    """connect and one2one over STARTTLS and Direct TLS: every login
+    succeeds, no error, no message lost."""
+    n = c2s_node(node, reactors=2)
+    users = 100
+    provision(n, users=users)
+    starttls, direct = n.xmpp["starttls"], n.xmpp["direct"]
+
+    # STARTTLS (the listener requires it), TLS 1.3, SCRAM-SHA-256 with gs2 flag n
+    rep, text = bench(n, "connect", "--tls", "starttls", "--users", str(users),
+                      "--login-rate", "200", "--duration", "1", "--threads", "2", port=starttls)
+    assert_clean_logins(rep, text, users)
+    assert rep["tls"] is True and rep["tls_mode"] == "starttls" and rep["tls_version"] == "1.3"
+    assert "STARTTLS, TLS 1.3" in text
+    n.wait_idle(timeout=30)
+
+    # Direct TLS (XEP-0368, ALPN xmpp-client), the certificate verified
+    # against itself, SCRAM-SHA-256-PLUS with tls-exporter
+    rep, text = bench(n, "connect", "--tls", "direct", "--ca", str(n.cert),
+                      "--mech", "SCRAM-SHA-256-PLUS", "--users", str(users),
+                      "--login-rate", "200", "--duration", "1", "--threads", "2", port=direct)
+    assert_clean_logins(rep, text, users)
+    assert rep["tls_mode"] == "direct" and rep["mechanism"] == "SCRAM-SHA-256-PLUS"
+    n.wait_idle(timeout=30)
+
+    # one2one over Direct TLS and over STARTTLS with TLS 1.2
+    for port, extra in ((direct, ["--tls", "direct"]),
+                        (starttls, ["--tls", "starttls", "--tls-version", "1.2",
+                                    "--mech", "SCRAM-SHA-1"])):
+        rep, text = bench(n, "one2one", *extra, "--users", str(users), "--login-rate", "200",
+                          "--duration", "2", "--msg-rate", "200", "--threads", "2", port=port)
+        assert_clean_logins(rep, text, users)
+        m = rep["messages"]
+        assert m["planned"] == 400 and m["sent"] == 400, text
+        assert m["sent"] == m["received"] + m["lost"]
+        assert m["lost"] == 0 and m["late"] == 0 and m["bounced"] == 0, text
+        n.wait_idle(timeout=30)
+    n.stop_clean()
+
+
+def test_tls_errors_counted(node):
+    """TLS failures are counted by condition, never hang a login."""
+    n = c2s_node(node, reactors=2)
+    provision(n, users=10)
+    # the certificate is for localhost: another domain fails verification
+    rep, text = bench(n, "connect", "--tls", "direct", "--ca", str(n.cert), "--domain",
+                      "example.org", "--users", "3", "--login-rate", "100", "--duration", "0",
+                      port=n.xmpp["direct"])
+    assert rep["logins"]["failed"] == 3, text
+    assert rep["errors"]["by_condition"].get("tls:CERTIFICATE_VERIFY_FAILED") == 3, text
+    # no TLS against a listener that requires STARTTLS
+    rep, text = bench(n, "connect", "--users", "2", "--login-rate", "100", "--duration", "0",
+                      port=n.xmpp["starttls"])
+    assert rep["errors"]["by_condition"].get("client:tls-required") == 2, text
+    # STARTTLS asked of a listener that does not offer it
+    rep, text = bench(n, "connect", "--tls", "starttls", "--users", "2", "--login-rate", "100",
+                      "--duration", "0", port=n.xmpp["plain"])
+    assert rep["errors"]["by_condition"].get("client:starttls-not-offered") == 2, text
+    # a -PLUS mechanism without TLS 1.3 is a usage error
+    r = subprocess.run([tool("bench/stanza-bench"), "connect", "--port", str(n.xmpp["direct"]),
+                        "--tls", "direct", "--tls-version", "1.2", "--mech",
+                        "SCRAM-SHA-256-PLUS", "--users", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=30, env=sanitizer_env())
+    assert r.returncode == 2 and "TLS 1.3" in r.stderr, r.stderr
     n.wait_idle(timeout=30)
     n.stop_clean()
