@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/stanza_bench/sched.h"
 #include "bench/stanza_bench/tls.h"
 
 enum { OP_CONNECT = 1, OP_RECV, OP_SEND };
@@ -401,38 +402,31 @@ static uint64_t schedule(sb_thread_t *t, uint64_t now, int phase)
     const sb_conf_t *cf = &run->conf;
     const unsigned T = cf->threads;
     uint64_t next = now + MAX_WAIT_NS;
+    uint64_t g, when;
     if (phase == SB_PH_RAMP) {
-        while (t->next_login < t->nsess) {
-            uint64_t j = (uint64_t)t->next_login * T + t->id;
-            uint64_t when = run->t_ramp0 + (uint64_t)((double)j * 1e9 / cf->login_rate);
-            if (when > now) {
-                if (when < next)
-                    next = when;
-                break;
-            }
+        /* login j (0-based user) is due at t_ramp0 + j / login_rate (sched.c) */
+        sb_sched_t ls = {run->t_ramp0, cf->login_rate, cf->users, T, t->id};
+        uint64_t k = t->next_login;
+        while (sb_sched_pop(&ls, &k, now, &g, &when, &next) == 1)
             launch(t, t->next_login++, when);
-        }
     }
     if ((phase == SB_PH_MSG || phase == SB_PH_DRAIN) && t->nsenders) {
-        for (;;) {
-            uint64_t g = t->next_msg * T + t->id;
-            if (g >= run->nmsgs)
-                break;
-            uint64_t when = run->t_msg0 + (uint64_t)((double)g * 1e9 / cf->msg_rate);
-            if (when > now) {
-                if (when < next)
-                    next = when;
-                break;
-            }
+        /* roster-presence: one event is one presence update, sent as
+         * directed presence to each of the sender's <contacts> */
+        bool roster = cf->scenario == SB_SC_ROSTER;
+        uint64_t per = roster ? cf->contacts : 1;
+        sb_sched_t ms = {run->t_msg0, cf->msg_rate, run->nmsgs, T, t->id};
+        while (sb_sched_pop(&ms, &t->next_msg, now, &g, &when, &next) == 1) {
             if (now - when > t->c.max_lag_ns)
                 __atomic_store_n(&t->c.max_lag_ns, now - when, __ATOMIC_RELAXED);
-            sb_sess_t *s = &t->sess[t->senders[t->next_msg % t->nsenders]];
-            t->next_msg++;
-            inc(&t->c.sent);
-            if (s->state == SB_ST_ONLINE)
-                sb_xmpp_send_message(t, s, when, g);
-            else
+            sb_sess_t *s = &t->sess[t->senders[(t->next_msg - 1) % t->nsenders]];
+            __atomic_store_n(&t->c.sent, t->c.sent + per, __ATOMIC_RELAXED);
+            if (s->state != SB_ST_ONLINE)
                 sb_err(t, "message-sender-offline"); /* counted sent, will be lost */
+            else if (roster)
+                sb_xmpp_send_presence(t, s, when, g);
+            else
+                sb_xmpp_send_message(t, s, when, g);
         }
     }
     if (now >= t->next_sweep) {
@@ -449,6 +443,7 @@ static uint64_t schedule(sb_thread_t *t, uint64_t now, int phase)
     if (now >= t->next_ival) {
         t->next_ival = now + IVAL_NS;
         __atomic_store_n(&t->c.ival_p99_ns, sb_hist_pct(&t->ival_h, 99.0), __ATOMIC_RELAXED);
+        __atomic_store_n(&t->c.ival_p50_ns, sb_hist_pct(&t->ival_h, 50.0), __ATOMIC_RELAXED);
         sb_hist_reset(&t->ival_h);
     }
     if (t->next_sweep < next)
@@ -457,7 +452,8 @@ static uint64_t schedule(sb_thread_t *t, uint64_t now, int phase)
 }
 
 /* The message phase starts: this thread's senders are its online users
- * whose partner (user j ^ 1) is online too. */
+ * whose partner (user j ^ 1) is online too; for roster-presence, every
+ * online user (its contacts may be offline: their presence is lost). */
 static void pick_senders(sb_thread_t *t)
 {
     sb_run_t *run = t->run;
@@ -466,13 +462,15 @@ static void pick_senders(sb_thread_t *t)
         abort();
     for (uint32_t k = 0; k < t->nsess; k++) {
         uint32_t j = t->sess[k].user, p = j ^ 1u;
-        if (p < run->conf.users && t->sess[k].state == SB_ST_ONLINE &&
-            __atomic_load_n(&run->online[p], __ATOMIC_RELAXED))
+        if (t->sess[k].state == SB_ST_ONLINE &&
+            (run->conf.scenario == SB_SC_ROSTER ||
+             (p < run->conf.users && __atomic_load_n(&run->online[p], __ATOMIC_RELAXED))))
             t->senders[t->nsenders++] = k;
     }
-    uint64_t share = 0;
-    if (t->nsenders && t->id < run->nmsgs)
-        share = (run->nmsgs - t->id + run->conf.threads - 1) / run->conf.threads;
+    sb_sched_t ms = {run->t_msg0, run->conf.msg_rate, run->nmsgs, run->conf.threads, t->id};
+    uint64_t share = t->nsenders ? sb_sched_share(&ms) : 0;
+    if (run->conf.scenario == SB_SC_ROSTER)
+        share *= run->conf.contacts; /* counted per directed presence */
     __atomic_store_n(&t->c.planned, share, __ATOMIC_RELAXED);
     __atomic_store_n(&t->c.picked, 1, __ATOMIC_RELEASE);
 }

@@ -21,8 +21,11 @@
 
 #include <openssl/ssl.h>
 
+#include "bench/stanza_bench/csv.h"
+#include "bench/stanza_bench/procs.h"
 #include "bench/stanza_bench/report.h"
 #include "bench/stanza_bench/sb.h"
+#include "bench/stanza_bench/scenario.h"
 #include "bench/stanza_bench/tls.h"
 
 static const char *prog = "stanza-bench";
@@ -30,7 +33,8 @@ static const char *prog = "stanza-bench";
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: stanza-bench connect|one2one [options]\n"
+        "usage: stanza-bench connect|one2one|roster-presence [options]\n"
+        "       stanza-bench run SCENARIO.yaml [options that override the file]\n"
         "       stanza-bench provision --stanzactl PATH --config FILE --users N [options]\n"
         "\n"
         "An open-loop XMPP load generator (RFC 6120 client streams over io_uring).\n"
@@ -43,6 +47,11 @@ static void usage(FILE *f)
         "             --duration seconds. Each message carries its intended send time;\n"
         "             latency = receive time - intended time, so a stalled server\n"
         "             shows as latency, never as a lower send rate\n"
+        "  roster-presence  log in the same way (each user also sends a roster get),\n"
+        "             then --presence-rate presence updates/s in total for --duration s:\n"
+        "             an update is directed presence to each of the user's --contacts\n"
+        "             contacts (users j+1..j+N), each carrying its intended send time\n"
+        "  run FILE   the scenario and parameters of a YAML file (bench/scenarios/)\n"
         "  provision  write an import file (one \"JID PASSWORD\" per line) for --users\n"
         "             accounts and run `stanzactl --config F --iterations N import-users`\n"
         "\n"
@@ -72,6 +81,8 @@ static void usage(FILE *f)
         "  --duration S         hold (connect) or message phase (one2one), s (default 10)\n"
         "  --msg-rate R         one2one: messages per second in total (default 100)\n"
         "  --msg-size B         one2one: body bytes per message (default 64)\n"
+        "  --contacts N         roster-presence: contacts per user (default 10)\n"
+        "  --presence-rate R    roster-presence: presence updates/s in total (default 10)\n"
         "  --login-timeout S    a login not done after S s fails (default 30)\n"
         "  --loss-timeout S     a message not delivered within S s is lost (default 5)\n"
         "\n"
@@ -81,6 +92,8 @@ static void usage(FILE *f)
         "                       (e.g. 127.0.0.2-127.0.0.250; each has its own port space)\n"
         "  --bufs N             provided receive buffers per thread (default 256)\n"
         "  --buf-size B         bytes per receive buffer (default 4096)\n"
+        "  --procs N            split the users over N processes (default 1), each with\n"
+        "                       its share of --src; one merged report\n"
         "  --tick-us N          wake up for due sends at most every N us (default 0:\n"
         "                       at each send's time). Batches sends at high rates; the\n"
         "                       added delay (< N us) is counted in the latency\n"
@@ -89,6 +102,7 @@ static void usage(FILE *f)
         "  --server-pid PID     sample the server's CPU and RSS from /proc\n"
         "  --json FILE          write the final report as JSON\n"
         "  --quiet              no live line (it is printed on stderr when a TTY)\n"
+        "  --csv FILE           a per-second series (bench/plot draws it)\n"
         "\n"
         "provision:\n"
         "  --stanzactl PATH     stanzactl binary    --config FILE   the node's config\n"
@@ -206,21 +220,41 @@ static const char *const phase_names[] = {"init", "ramp", "hold", "messages", "d
 
 struct live {
     bool on;
-    uint64_t t0, next;
+    FILE *csv;      /* --csv: one row per tick */
+    uint64_t t0, next, last;
     uint64_t online, sent, recv;
 };
 
-/* One line per second on stderr: phase, sessions, rates of the last
- * second, the delivery p99 of the last second (worst thread), errors. */
+/* Set by main: --csv FILE, and the pipe of a --procs child (-1: none). */
+static const char *csv_path;
+static int dump_fd = -1;
+
+/* Once per second: a line on stderr (phase, sessions, rates of the last
+ * second, the delivery p99 of the last second (worst thread), errors) and
+ * a --csv row. Ticks are on a fixed one-second grid from t0, so that the
+ * rows of --procs children line up. */
 static void live_tick(struct live *l, const sb_run_t *run)
 {
     uint64_t now = sb_now_ns();
-    if (!l->on || now < l->next)
+    if ((!l->on && !l->csv) || now < l->next)
         return;
-    double dt = (double)(now - l->next + 1000000000ull) / 1e9;
-    l->next = now + 1000000000ull;
+    double dt = (double)(now - l->last) / 1e9;
+    l->last = now;
+    while (l->next <= now)
+        l->next += 1000000000ull;
     uint64_t on = SUM(run, online), sent = SUM(run, sent), recv = SUM(run, received);
-    fprintf(stderr,
+    int ph = __atomic_load_n(&run->phase, __ATOMIC_RELAXED);
+    if (l->csv) {
+        sb_csv_row_t r = {(double)(now - l->t0) / 1e9, phase_names[ph], on - SUM(run, dropped),
+                          (double)(on - l->online) / dt, (double)(sent - l->sent) / dt,
+                          (double)(recv - l->recv) / dt,
+                          (double)max_of(run, offsetof(sb_counters_t, ival_p50_ns)) / 1e6,
+                          (double)max_of(run, offsetof(sb_counters_t, ival_p99_ns)) / 1e6,
+                          SUM(run, errors)};
+        sb_csv_write(l->csv, &r);
+    }
+    if (l->on)
+        fprintf(stderr,
             "[%5.1fs] %-8s online=%llu failed=%llu logins/s=%.0f sent/s=%.0f recv/s=%.0f "
             "p99=%.2fms errors=%llu\n",
             (double)(now - l->t0) / 1e9, phase_names[__atomic_load_n(&run->phase, __ATOMIC_RELAXED)],
@@ -275,6 +309,17 @@ static void set_phase(sb_run_t *run, int ph)
     __atomic_store_n(&run->phase, ph, __ATOMIC_RELEASE);
 }
 
+/* The summary on stdout and --json; 0 or 1. */
+static int report_out(sb_report_t *rep, const char *json)
+{
+    sb_report_print(rep, stdout);
+    if (json && sb_report_json(rep, json) < 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog, json, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool quiet)
 {
     sb_conf_t *cf = &run->conf;
@@ -300,11 +345,14 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
         fprintf(stderr, "%s: cannot start threads: %s\n", prog, strerror(-ret));
         return 1;
     }
-    struct live l = {.on = !quiet && isatty(2)};
-    l.t0 = sb_now_ns();
+    /* Logins: user j is due at t_ramp0 + j / rate (the same instant for
+     * every process of --procs). */
+    run->t_ramp0 = sb_procs_t0 ? sb_procs_t0 : sb_now_ns() + 20000000ull;
+    struct live l = {.on = !quiet && isatty(2) && dump_fd < 0};
+    l.t0 = l.last = run->t_ramp0 - 20000000ull;
     l.next = l.t0 + 1000000000ull;
-    /* Logins: user j is due at t_ramp0 + j / rate. */
-    run->t_ramp0 = sb_now_ns() + 20000000ull;
+    if (csv_path && !(l.csv = sb_csv_open(csv_path)))
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog, csv_path, strerror(errno));
     set_phase(run, SB_PH_RAMP);
     double ramp_s = (double)cf->users / cf->login_rate;
     uint64_t dl = run->t_ramp0 + (uint64_t)((ramp_s + cf->login_timeout + 2.0) * 1e9);
@@ -343,17 +391,60 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
             rc = 1;
         }
     }
-    sb_report_build(&rep);
-    sb_report_print(&rep, stdout);
-    if (json && sb_report_json(&rep, json) < 0) {
-        fprintf(stderr, "%s: cannot write %s: %s\n", prog, json, strerror(errno));
+    if (l.csv && fclose(l.csv) != 0)
         rc = 1;
-    }
+    sb_report_build(&rep);
+    if (dump_fd >= 0)
+        rc |= sb_procs_put(dump_fd, &rep) < 0; /* --procs: the parent reports */
+    else
+        rc |= report_out(&rep, json);
     sb_report_free(&rep);
     for (unsigned i = 0; i < cf->threads; i++)
         free(run->t[i].sess);
     free(run->t);
     free(run->online);
+    return rc;
+}
+
+/* Set by main for the children of --procs. */
+static pid_t opt_server_pid;
+static const char *opt_json;
+
+/* A --procs child: its own CSV part, no live line, its report to <fd>. */
+static int procs_child(sb_run_t *run, unsigned i, int fd)
+{
+    static char part[4096];
+    if (csv_path) {
+        snprintf(part, sizeof(part), "%s.%u", csv_path, i);
+        csv_path = part;
+    }
+    dump_fd = fd;
+    return run_scenario(run, opt_server_pid, NULL, true);
+}
+
+/* --procs N: the parent's side (procs.c forks); merged report and CSV. */
+static int run_procs(sb_run_t *run, unsigned procs)
+{
+    sb_report_t rep = {.server_pid = opt_server_pid};
+    int rc = sb_procs_run(run, procs, procs_child, &rep);
+    rc |= report_out(&rep, opt_json);
+    sb_report_free(&rep);
+    if (csv_path) {
+        char **parts = calloc(procs, sizeof(*parts));
+        for (unsigned i = 0; parts && i < procs; i++)
+            if (asprintf(&parts[i], "%s.%u", csv_path, i) < 0)
+                abort();
+        if (!parts || sb_csv_merge(csv_path, parts, procs) < 0) {
+            fprintf(stderr, "%s: cannot merge the CSV series into %s: %s\n", prog, csv_path,
+                    strerror(errno));
+            rc = 1;
+        }
+        for (unsigned i = 0; parts && i < procs; i++) {
+            unlink(parts[i]);
+            free(parts[i]);
+        }
+        free(parts);
+    }
     return rc;
 }
 
@@ -383,24 +474,41 @@ int main(int argc, char **argv)
         .loss_timeout = 5,
         .bufs = 256,
         .buf_size = 4096,
+        .contacts = 10,
         .tls_version = TLS1_3_VERSION,
     };
     cf->server.sin_family = AF_INET;
     cf->server.sin_port = htons(5222);
     cf->server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool provision_cmd = strcmp(cmd, "provision") == 0;
+    unsigned procs = 1;
+    int first_opt = 2;
     if (strcmp(cmd, "connect") == 0)
         cf->scenario = SB_SC_CONNECT;
     else if (strcmp(cmd, "one2one") == 0)
         cf->scenario = SB_SC_ONE2ONE;
-    else if (!provision_cmd)
-        die("unknown command '%s' (connect, one2one, provision; --help)", cmd);
+    else if (strcmp(cmd, "roster-presence") == 0)
+        cf->scenario = SB_SC_ROSTER;
+    else if (!provision_cmd) {
+        if (strcmp(cmd, "run") != 0)
+            die("unknown command '%s' (connect, one2one, roster-presence, run, provision; "
+                "--help)", cmd);
+        /* run FILE: the file's values over the defaults, then the options */
+        char err[512];
+        if (argc < 3)
+            die("%s", "run needs a scenario file");
+        if (sb_scenario_load(argv[2], cf, &procs, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return 2;
+        }
+        first_opt = 3;
+    }
 
     enum {
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
-        O_TLS, O_TLSVER, O_CA
+        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -418,13 +526,15 @@ int main(int argc, char **argv)
         {"iterations", 1, NULL, O_ITER},    {"file", 1, NULL, O_FILE},
         {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},
         {"tls", 1, NULL, O_TLS},            {"tls-version", 1, NULL, O_TLSVER},
-        {"ca", 1, NULL, O_CA},          {NULL, 0, NULL, 0},
+        {"ca", 1, NULL, O_CA},              {"csv", 1, NULL, O_CSV},
+        {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
+        {"presence-rate", 1, NULL, O_PRATE},          {NULL, 0, NULL, 0},
     };
     pid_t server_pid = 0;
     const char *json = NULL, *ctl = NULL, *config = NULL, *keep = NULL;
     unsigned iter = 1;
     bool quiet = false;
-    optind = 2;
+    optind = first_opt;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -498,6 +608,10 @@ int main(int argc, char **argv)
                 die("--tls-version: 1.2 or 1.3, not '%s'", optarg);
             break;
         case O_CA: cf->ca = optarg; break;
+        case O_CSV: csv_path = optarg; break;
+        case O_PROCS: procs = (unsigned)num("--procs", optarg, 1, 64); break;
+        case O_CONTACTS: cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000); break;
+        case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;
         default: usage(stderr); return 2;
         }
     }
@@ -512,9 +626,19 @@ int main(int argc, char **argv)
         die("%s", "a -PLUS mechanism needs --tls starttls|direct and TLS 1.3 (tls-exporter)");
     if (cf->ca && cf->tls == SB_TLS_NONE)
         die("%s", "--ca needs --tls starttls|direct");
-    if (cf->scenario == SB_SC_ONE2ONE && cf->users < 2)
-        die("%s", "one2one needs at least 2 users");
+    if (cf->scenario == SB_SC_ONE2ONE && cf->users < 2 * procs)
+        die("%s", "one2one needs at least 2 users (per process)");
+    if (cf->scenario == SB_SC_ROSTER && cf->contacts >= cf->users / procs)
+        die("--contacts: %u must be less than the users of a process (%u)", cf->contacts,
+            cf->users / procs);
+    if (procs > cf->users)
+        die("--procs: %u processes for %u users", procs, cf->users);
     if (server_pid > 0 && kill(server_pid, 0) < 0 && errno == ESRCH)
         die("--server-pid: no process %s", "with that id");
+    if (procs > 1) {
+        opt_server_pid = server_pid;
+        opt_json = json;
+        return run_procs(&run, procs);
+    }
     return run_scenario(&run, server_pid, json, quiet);
 }

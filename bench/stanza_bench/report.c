@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench/stanza_bench/scenario.h"
+
 void sb_sample(pid_t pid, sb_sample_t *s)
 {
     memset(s, 0, sizeof(*s));
@@ -57,9 +59,8 @@ void sb_sample(pid_t pid, sb_sample_t *s)
     s->ok = true;
 }
 
-void sb_report_build(sb_report_t *r)
+void sb_report_init(sb_report_t *r)
 {
-    sb_run_t *run = r->run;
     r->login_h = malloc(sizeof(sb_hist_t));
     r->deliver_h = malloc(sizeof(sb_hist_t));
     if (!r->login_h || !r->deliver_h)
@@ -68,39 +69,48 @@ void sb_report_build(sb_report_t *r)
     sb_hist_reset(r->deliver_h);
     memset(&r->c, 0, sizeof(r->c));
     memset(&r->errs, 0, sizeof(r->errs));
+}
+
+void sb_report_add(sb_report_t *r, const sb_counters_t *c, const sb_hist_t *login_h,
+                   const sb_hist_t *deliver_h, const sb_errtab_t *errs)
+{
+    /* times and maxima are not sums */
+    uint64_t last = r->c.last_online_ns > c->last_online_ns ? r->c.last_online_ns
+                                                            : c->last_online_ns;
+    uint64_t lag = r->c.max_lag_ns > c->max_lag_ns ? r->c.max_lag_ns : c->max_lag_ns;
+    const uint64_t *src = (const uint64_t *)c;
+    uint64_t *dst = (uint64_t *)&r->c;
+    for (size_t k = 0; k < sizeof(sb_counters_t) / sizeof(uint64_t); k++)
+        dst[k] += src[k];
+    r->c.last_online_ns = last;
+    r->c.max_lag_ns = lag;
+    sb_hist_merge(r->login_h, login_h);
+    sb_hist_merge(r->deliver_h, deliver_h);
+    r->errs.other += errs->other;
+    for (unsigned e = 0; e < errs->n; e++) {
+        unsigned j;
+        for (j = 0; j < r->errs.n; j++)
+            if (strcmp(r->errs.e[j].name, errs->e[e].name) == 0)
+                break;
+        if (j == r->errs.n) {
+            if (j == SB_ERR_KINDS) {
+                r->errs.other += errs->e[e].count;
+                continue;
+            }
+            memcpy(r->errs.e[j].name, errs->e[e].name, sizeof(r->errs.e[j].name));
+            r->errs.n++;
+        }
+        r->errs.e[j].count += errs->e[e].count;
+    }
+}
+
+void sb_report_build(sb_report_t *r)
+{
+    sb_run_t *run = r->run;
+    sb_report_init(r);
     for (unsigned i = 0; i < run->conf.threads; i++) {
         sb_thread_t *t = &run->t[i];
-        const uint64_t *src = (const uint64_t *)&t->c;
-        uint64_t *dst = (uint64_t *)&r->c;
-        for (size_t k = 0; k < sizeof(sb_counters_t) / sizeof(uint64_t); k++)
-            dst[k] += src[k];
-        sb_hist_merge(r->login_h, &t->login_h);
-        sb_hist_merge(r->deliver_h, &t->deliver_h);
-        r->errs.other += t->errs.other;
-        for (unsigned e = 0; e < t->errs.n; e++) {
-            unsigned j;
-            for (j = 0; j < r->errs.n; j++)
-                if (strcmp(r->errs.e[j].name, t->errs.e[e].name) == 0)
-                    break;
-            if (j == r->errs.n) {
-                if (j == SB_ERR_KINDS) {
-                    r->errs.other += t->errs.e[e].count;
-                    continue;
-                }
-                memcpy(r->errs.e[j].name, t->errs.e[e].name, sizeof(r->errs.e[j].name));
-                r->errs.n++;
-            }
-            r->errs.e[j].count += t->errs.e[e].count;
-        }
-    }
-    /* times and maxima are not sums */
-    r->c.last_online_ns = 0;
-    r->c.max_lag_ns = 0;
-    for (unsigned i = 0; i < run->conf.threads; i++) {
-        if (run->t[i].c.last_online_ns > r->c.last_online_ns)
-            r->c.last_online_ns = run->t[i].c.last_online_ns;
-        if (run->t[i].c.max_lag_ns > r->c.max_lag_ns)
-            r->c.max_lag_ns = run->t[i].c.max_lag_ns;
+        sb_report_add(r, &t->c, &t->login_h, &t->deliver_h, &t->errs);
     }
 }
 
@@ -130,7 +140,7 @@ static void derive(const sb_report_t *r, struct figures *f)
         f->logins_per_s = (double)r->c.online / f->login_span_s;
         f->conns_per_s = (double)r->c.connected / f->login_span_s;
     }
-    if (run->conf.scenario == SB_SC_ONE2ONE && r->t_end > r->t_phase2) {
+    if (run->conf.scenario != SB_SC_CONNECT && r->t_end > r->t_phase2) {
         f->msg_span_s = run->conf.duration;
         f->sent_per_s = f->msg_span_s > 0 ? (double)r->c.sent / f->msg_span_s : 0;
     }
@@ -156,6 +166,15 @@ static void derive(const sb_report_t *r, struct figures *f)
         if (r->c.sent)
             f->self_us_per_msg = (r->self[2].cpu_s - r->self[1].cpu_s) * 1e6 / (double)r->c.sent;
     }
+}
+
+static const char *procs_note(const sb_report_t *r)
+{
+    static char b[48];
+    b[0] = '\0';
+    if (r->procs > 1)
+        snprintf(b, sizeof(b), " per process, %u processes", r->procs);
+    return b;
 }
 
 static const double pcts[] = {50, 90, 99, 99.9, 100};
@@ -201,8 +220,8 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     uint32_t a = ntohl(cf->server.sin_addr.s_addr);
     snprintf(addr, sizeof(addr), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255,
              a & 255, ntohs(cf->server.sin_port));
-    fprintf(f, "stanza-bench %s: %u users, %u threads, %s, domain %s, %s, %s\n",
-            cf->scenario == SB_SC_CONNECT ? "connect" : "one2one", cf->users, cf->threads, addr,
+    fprintf(f, "stanza-bench %s: %u users, %u threads%s, %s, domain %s, %s, %s\n",
+            sb_scenario_name(cf->scenario), cf->users, cf->threads, procs_note(r), addr,
             cf->domain, sb_mech_name(cf->mech), tls_name(cf));
     fprintf(f, "%-22s %llu online, %llu failed, %llu dropped later (of %llu launched)\n",
             "logins", (unsigned long long)r->c.online, (unsigned long long)r->c.failed,
@@ -210,15 +229,21 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     fprintf(f, "%-22s %.0f logins/s, %.0f connections/s over %.2f s (target %.0f/s)\n", "login rate",
             d.logins_per_s, d.conns_per_s, d.login_span_s, cf->login_rate);
     print_lat(f, "login latency", r->login_h);
-    if (cf->scenario == SB_SC_ONE2ONE) {
+    if (cf->scenario != SB_SC_CONNECT) {
+        /* roster-presence: the "messages" are directed presences, <contacts>
+         * per update */
         fprintf(f,
                 "%-22s planned %llu, sent %llu (%.0f/s, target %.0f/s), received %llu, lost %llu "
                 "(late %llu, bounced %llu; timeout %.1f s)\n",
-                "messages", (unsigned long long)run->nmsgs, (unsigned long long)r->c.sent,
-                d.sent_per_s, cf->msg_rate, (unsigned long long)r->c.received,
+                cf->scenario == SB_SC_ROSTER ? "presences" : "messages",
+                (unsigned long long)(run->nmsgs * (cf->scenario == SB_SC_ROSTER ? cf->contacts : 1)),
+                (unsigned long long)r->c.sent,
+                d.sent_per_s, cf->msg_rate * (cf->scenario == SB_SC_ROSTER ? cf->contacts : 1),
+                (unsigned long long)r->c.received,
                 (unsigned long long)d.lost, (unsigned long long)r->c.late,
                 (unsigned long long)r->c.bounced, cf->loss_timeout);
-        print_lat(f, "delivery latency", r->deliver_h);
+        print_lat(f, cf->scenario == SB_SC_ROSTER ? "presence latency" : "delivery latency",
+                  r->deliver_h);
         fprintf(f, "%-22s %.3f ms (a send later than its intended time; counted in latency)\n",
                 "max send lag", (double)r->c.max_lag_ns / 1e6);
     } else {
@@ -251,7 +276,7 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     {
         fprintf(f, "%-22s %.2f s CPU in total, RSS %.2f KiB/session", "stanza-bench itself",
                 d.self_cpu_s, d.self_kib_per_session);
-        if (cf->scenario == SB_SC_ONE2ONE)
+        if (cf->scenario != SB_SC_CONNECT)
             fprintf(f, ", %.1f us CPU/message", d.self_us_per_msg);
         fputc('\n', f);
     }
@@ -292,7 +317,10 @@ int sb_report_json(const sb_report_t *r, const char *path)
         return -1;
     uint32_t a = ntohl(cf->server.sin_addr.s_addr);
     fprintf(f, "{\n  \"tool\": \"stanza-bench\",\n  \"scenario\": \"%s\",\n",
-            cf->scenario == SB_SC_CONNECT ? "connect" : "one2one");
+            sb_scenario_name(cf->scenario));
+    fprintf(f, "  \"procs\": %u,\n", r->procs ? r->procs : 1);
+    if (cf->scenario == SB_SC_ROSTER)
+        fprintf(f, "  \"contacts\": %u,\n", cf->contacts);
     fprintf(f, "  \"server\": \"%u.%u.%u.%u:%u\",\n  \"domain\": ", a >> 24, (a >> 16) & 255,
             (a >> 8) & 255, a & 255, ntohs(cf->server.sin_port));
     jstr(f, cf->domain);

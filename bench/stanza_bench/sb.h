@@ -23,7 +23,9 @@
 #include "core/bufring.h"
 #include "core/xml/parser.h"
 
-enum sb_scenario { SB_SC_CONNECT = 0, SB_SC_ONE2ONE };
+/* roster-presence: one2one's phases, with presence updates (directed
+ * presence to each of <contacts> roster contacts) instead of messages. */
+enum sb_scenario { SB_SC_CONNECT = 0, SB_SC_ONE2ONE, SB_SC_ROSTER };
 
 /* --tls: how a session gets TLS (tls.c). */
 enum sb_tls_mode { SB_TLS_NONE = 0, SB_TLS_STARTTLS, SB_TLS_DIRECT };
@@ -48,12 +50,13 @@ typedef struct sb_conf {
     uint32_t users, first; /* user{first} .. user{first+users-1} */
     double login_rate;     /* logins/s, all threads together */
     double duration;       /* hold (connect) or message phase (one2one), s */
-    double msg_rate;       /* messages/s, all threads together */
+    double msg_rate;       /* messages/s (roster-presence: presence updates/s), all threads */
     uint32_t msg_size;     /* body bytes */
     enum sb_mech mech;
     double login_timeout, loss_timeout; /* s */
     uint32_t bufs, buf_size;           /* provided buffers per thread */
     uint64_t tick_ns;                  /* minimum timed sleep, 0: exact */
+    uint32_t contacts;                 /* roster-presence: contacts per user */
     enum sb_tls_mode tls;
     uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */
     const char *ca;                    /* PEM CA file: verify the server; NULL: no check */
@@ -71,6 +74,7 @@ typedef struct sb_counters {
     uint64_t bytes_in, bytes_out;
     uint64_t last_online_ns; /* time of the latest login, monotonic */
     uint64_t ival_p99_ns;    /* delivery p99 of the last second */
+    uint64_t ival_p50_ns;    /* delivery p50 of the last second */
     uint64_t max_lag_ns;     /* latest send behind its intended time */
     uint64_t planned;        /* messages this thread will send (set with picked) */
     uint64_t picked;         /* 1 once the message phase's senders are chosen */
@@ -160,6 +164,9 @@ void sb_xmpp_connected(sb_thread_t *t, sb_sess_t *s);
 void sb_xmpp_input(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n);
 /** Sends one one2one message from <s> to its partner, intended at <when>. */
 void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
+/** roster-presence: directed presence from <s> to each of its contacts
+ * (users j+1 .. j+contacts, modulo users), intended at <when>. */
+void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
 /** Frees the calling worker's protocol buffers (at its exit). */
 void sb_xmpp_thread_exit(void);
 extern const sz_xml_ops_t sb_xmpp_ops;

@@ -27,6 +27,8 @@
 #define NS_PING    "urn:xmpp:ping"
 
 #define BIND_ID "sb-bind"
+#define NS_ROSTER "jabber:iq:roster"
+#define ROSTER_ID "sb-roster"
 /* A message body starts with this tag, the intended send time (ns,
  * CLOCK_MONOTONIC) and the global message number. */
 #define BODY_TAG "sb "
@@ -265,25 +267,22 @@ static uint64_t parse_u64(const char **pp, const char *end)
     return v;
 }
 
-/* A message for one of our users: its latency from the intended send
- * time in its body (open loop). */
-static void on_message(sb_thread_t *t, const char *span, size_t len)
+/* A message (body) or presence (status) of the tool for one of our users:
+ * its latency from the intended send time in the text of its <tag> child
+ * (open loop). Returns false for anything else. */
+static bool on_timed(sb_thread_t *t, const char *span, size_t len, const char *tag)
 {
     const char *end = span + len;
-    const char *b = memmem(span, len, "<body", 5);
+    const char *b = memmem(span, len, tag, strlen(tag));
     const char *gt = b ? memchr(b, '>', (size_t)(end - b)) : NULL;
     const char *p = gt ? gt + 1 : NULL;
-    if (!p || (size_t)(end - p) < sizeof(BODY_TAG) || memcmp(p, BODY_TAG, 3) != 0) {
-        sb_err(t, "client:foreign-message");
-        return;
-    }
+    if (!p || (size_t)(end - p) < sizeof(BODY_TAG) || memcmp(p, BODY_TAG, 3) != 0)
+        return false;
     p += 3;
     const char *q = p;
     uint64_t when = parse_u64(&p, end);
-    if (p == q) {
-        sb_err(t, "client:foreign-message");
-        return;
-    }
+    if (p == q)
+        return false;
     uint64_t now = sb_now_ns();
     uint64_t lat = now > when ? now - when : 0;
     sb_hist_add(&t->deliver_h, lat);
@@ -292,6 +291,7 @@ static void on_message(sb_thread_t *t, const char *span, size_t len)
         __atomic_store_n(&t->c.late, t->c.late + 1, __ATOMIC_RELAXED);
     else
         __atomic_store_n(&t->c.received, t->c.received + 1, __ATOMIC_RELAXED);
+    return true;
 }
 
 static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
@@ -302,12 +302,18 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
         if (is_error) {
             stanza_error(t, span, len, h);
             __atomic_store_n(&t->c.bounced, t->c.bounced + 1, __ATOMIC_RELAXED);
-        } else {
-            on_message(t, span, len);
+        } else if (!on_timed(t, span, len, "<body")) {
+            sb_err(t, "client:foreign-message");
         }
     } else if (name_is(span, h, "iq")) {
         if (s->state == SB_ST_BIND && attr_is(span, h, SZ_XML_A_ID, BIND_ID)) {
             if (attr_is(span, h, SZ_XML_A_TYPE, "result")) {
+                /* roster-presence: the roster get goes out with the
+                 * initial presence (a server without rosters answers it
+                 * with an error, counted by condition) */
+                if (t->run->conf.scenario == SB_SC_ROSTER)
+                    sendz(t, s, "<iq type='get' id='" ROSTER_ID "'><query xmlns='" NS_ROSTER
+                                "'/></iq>");
                 sendz(t, s, "<presence/>");
                 sb_online(t, s);
             } else {
@@ -323,6 +329,8 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
     } else if (name_is(span, h, "presence")) {
         if (is_error)
             stanza_error(t, span, len, h);
+        else if (t->run->conf.scenario == SB_SC_ROSTER)
+            on_timed(t, span, len, "<status"); /* others: our own broadcast echoed */
     }
 }
 
@@ -445,4 +453,23 @@ void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t 
     }
     n += snprintf(buf + n, cap - (size_t)n, "</body></message>");
     sb_send(t, s, buf, (size_t)n);
+}
+
+void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq)
+{
+    const sb_conf_t *cf = &t->run->conf;
+    /* stanzad has no rosters yet, so the tool sends the update to each
+     * contact itself as directed presence (RFC 6121 §4.6), the fan-out a
+     * server with rosters does for one broadcast */
+    for (uint32_t i = 1; i <= cf->contacts; i++) {
+        char to[160], pb[512];
+        sb_pattern(cf->user_pattern, cf->first + (s->user + i) % cf->users, to, sizeof(to));
+        int n = snprintf(pb, sizeof(pb),
+                         "<presence to='%s@%s' id='p%llu'><status>" BODY_TAG
+                         "%llu %llu</status></presence>",
+                         to, cf->domain, (unsigned long long)seq, (unsigned long long)when,
+                         (unsigned long long)seq);
+        if (n > 0 && (size_t)n < sizeof(pb))
+            sb_send(t, s, pb, (size_t)n);
+    }
 }
