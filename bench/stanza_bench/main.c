@@ -23,6 +23,7 @@
 
 #include "bench/stanza_bench/csv.h"
 #include "bench/stanza_bench/procs.h"
+#include "bench/stanza_bench/register.h"
 #include "bench/stanza_bench/report.h"
 #include "bench/stanza_bench/sb.h"
 #include "bench/stanza_bench/scenario.h"
@@ -36,6 +37,7 @@ static void usage(FILE *f)
         "usage: stanza-bench connect|one2one|roster-presence [options]\n"
         "       stanza-bench run SCENARIO.yaml [options that override the file]\n"
         "       stanza-bench provision --stanzactl PATH --config FILE --users N [options]\n"
+        "       stanza-bench provision --xep0077 --port N --users N [options]\n"
         "\n"
         "An open-loop XMPP load generator (RFC 6120 client streams over io_uring).\n"
         "\n"
@@ -108,6 +110,11 @@ static void usage(FILE *f)
         "  --stanzactl PATH     stanzactl binary    --config FILE   the node's config\n"
         "  --iterations N       PBKDF2 iterations (default 1: test accounts only)\n"
         "  --file F             keep the import file at F (default: a temporary file)\n"
+        "  --xep0077            instead of stanzactl: register each account in-band\n"
+        "                       (XEP-0077) on --server/--port, plaintext, one at a time,\n"
+        "                       from the --src addresses in turn (servers limit\n"
+        "                       registrations per address); works with any server that\n"
+        "                       allows in-band registration\n"
         "  (--users, --first, --domain, --user-pattern, --pass-pattern as above)\n");
 }
 
@@ -481,6 +488,7 @@ int main(int argc, char **argv)
     cf->server.sin_port = htons(5222);
     cf->server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool provision_cmd = strcmp(cmd, "provision") == 0;
+    bool xep0077 = false;
     unsigned procs = 1;
     int first_opt = 2;
     if (strcmp(cmd, "connect") == 0)
@@ -508,7 +516,7 @@ int main(int argc, char **argv)
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
-        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE
+        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -527,6 +535,7 @@ int main(int argc, char **argv)
         {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},
         {"tls", 1, NULL, O_TLS},            {"tls-version", 1, NULL, O_TLSVER},
         {"ca", 1, NULL, O_CA},              {"csv", 1, NULL, O_CSV},
+        {"xep0077", 0, NULL, O_XEP0077},
         {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
         {"presence-rate", 1, NULL, O_PRATE},          {NULL, 0, NULL, 0},
     };
@@ -609,6 +618,7 @@ int main(int argc, char **argv)
             break;
         case O_CA: cf->ca = optarg; break;
         case O_CSV: csv_path = optarg; break;
+        case O_XEP0077: xep0077 = true; break;
         case O_PROCS: procs = (unsigned)num("--procs", optarg, 1, 64); break;
         case O_CONTACTS: cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000); break;
         case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;
@@ -617,9 +627,11 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         die("unexpected argument '%s'", argv[optind]);
+    if (provision_cmd && xep0077)
+        return sb_register_accounts(cf);
     if (provision_cmd) {
         if (!ctl || !config)
-            die("%s", "provision needs --stanzactl PATH and --config FILE");
+            die("%s", "provision needs --stanzactl PATH and --config FILE, or --xep0077");
         return provision(cf, ctl, config, iter, keep);
     }
     if (sb_mech_is_plus(cf->mech) && (cf->tls == SB_TLS_NONE || cf->tls_version != TLS1_3_VERSION))

@@ -287,3 +287,35 @@ def test_run_scenario_files_and_csv(node):
     assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
     assert r.stderr == f"stanza-bench: {f}:4: msg_rate: not a key of scenario connect (line 1)\n"
     n.stop_clean()
+
+
+def test_provision_in_band(node):
+    """provision --xep0077: accounts registered in-band on a server that
+    allows it, a second run finds them existing, and they log in; on a host
+    without registration every account fails with its condition."""
+    n = node(start=False, reactors=2, listeners=["admin", "c2s"],
+             limits={"register_per_source_per_hour": 1000})
+    text = n.config_text().replace("tls: none", "tls: none, plain_without_tls: true")
+    text = text.replace("- domain: localhost", "- domain: localhost\n    register: true")
+    assert "register: true" in text, text
+    n.write_config(text)
+    n.start()
+    sb = tool("bench/stanza-bench")
+    cmd = [sb, "provision", "--xep0077", "--port", str(n.ports["c2s"]), "--users", "30",
+           "--src", "127.0.0.2-127.0.0.5"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    assert "30 created, 0 existed, 0 failed" in r.stderr, r.stderr
+    r = subprocess.run(cmd[:-4] + ["--users", "35"], capture_output=True, text=True,
+                       timeout=120, env=sanitizer_env())
+    assert r.returncode == 0, r.stderr
+    assert "5 created, 30 existed, 0 failed" in r.stderr, r.stderr
+    rep, _ = bench(n, "connect", "--users", "35", "--login-rate", "200", "--duration", "1")
+    assert rep["logins"]["online"] == 35, rep["logins"]
+    # Another domain of the same server without registration: refused.
+    r = subprocess.run([sb, "provision", "--xep0077", "--port", str(n.ports["c2s"]),
+                        "--users", "3", "--domain", "nowhere.test"],
+                       capture_output=True, text=True, timeout=60, env=sanitizer_env())
+    assert r.returncode == 1
+    assert "3 failed" in r.stderr and "stream:host-unknown" in r.stderr, r.stderr
+    n.stop_clean()
