@@ -233,6 +233,22 @@ static char *attr_dup(const sz_stanza_t *st, enum sz_xml_attr_idx which)
     return buf;
 }
 
+/* The decoded 'type' attribute into <buf> (no allocation: routing reads it
+ * for every stanza), or NULL when absent. A value too long for <buf> is no
+ * RFC 6120/6121 type and reads as "?", which matches none. */
+#define TYPE_BUF 16
+static const char *type_of(const sz_stanza_t *st, char buf[TYPE_BUF])
+{
+    size_t len;
+    if (!sz_stanza_attr_raw(st, SZ_XML_A_TYPE, &len, NULL))
+        return NULL;
+    ssize_t n = sz_stanza_attr(st, SZ_XML_A_TYPE, buf, TYPE_BUF - 1);
+    if (n < 0)
+        return "?";
+    buf[n] = '\0';
+    return buf;
+}
+
 static const char *const kind_names[] = {"message", "presence", "iq"};
 
 /* Answers <st> to its sender: the same kind with 'to' and 'from' swapped
@@ -283,10 +299,10 @@ static void bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e)
     enum sz_stanza_kind k = sz_stanza_kind(st);
     if (k > SZ_STANZA_IQ)
         return;
-    char *type = attr_dup(st, SZ_XML_A_TYPE);
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
     bool quiet = type && (strcmp(type, "error") == 0 ||
                           (k == SZ_STANZA_IQ && strcmp(type, "result") == 0));
-    sz_free(type);
     if (!quiet)
         reply(r, st, "error", NULL, 0, e);
 }
@@ -309,9 +325,9 @@ static bool node_is(const sz_xml_node_t *n, const char *name, const char *ns)
  * user's bare JID on the user's behalf (<account> true). */
 static void server_iq(sz_reactor_t *r, sz_stanza_t *st, bool account, int host)
 {
-    char *type = attr_dup(st, SZ_XML_A_TYPE);
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
     bool get = type && strcmp(type, "get") == 0, set = type && strcmp(type, "set") == 0;
-    sz_free(type);
     if (!get && !set)
         return; /* result/error to the server: nothing to do (RFC 6120 §8.2.3) */
     const sz_xml_node_t *root = sz_stanza_tree(st), *payload = NULL;
@@ -418,7 +434,8 @@ static void ask_exists(sz_reactor_t *r, sz_stanza_t *st, int host)
 /* RFC 6121 §8.5.2: a stanza to the bare JID of a local user. */
 static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
 {
-    char *type = attr_dup(st, SZ_XML_A_TYPE);
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
     const char *t = type ? type : "";
     switch (sz_stanza_kind(st)) {
     case SZ_STANZA_MESSAGE: {
@@ -462,7 +479,6 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
     default:
         break;
     }
-    sz_free(type);
 }
 
 /* RFC 6121 §8.5.3: a stanza to a full JID of a local user. */
@@ -475,7 +491,8 @@ static void to_full(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
         }
     }
     /* No such resource (§8.5.3.2). */
-    char *type = attr_dup(st, SZ_XML_A_TYPE);
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
     const char *t = type ? type : "";
     switch (sz_stanza_kind(st)) {
     case SZ_STANZA_MESSAGE:
@@ -495,7 +512,6 @@ static void to_full(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
     default:
         break;
     }
-    sz_free(type);
 }
 
 /* On the home reactor of <to>'s bare JID. Consumes <st>. */
@@ -661,7 +677,8 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
     if (k == SZ_STANZA_PRESENCE && !to) {
         /* Presence broadcast (RFC 6121 §4.2, §4.4, §4.5). Without rosters the
          * audience is the user's own available resources. */
-        char *type = attr_dup(st, SZ_XML_A_TYPE);
+        char tbuf[TYPE_BUF];
+        const char *type = type_of(st, tbuf);
         if (!type) {
             bool initial = !from->available;
             from->available = true;
@@ -685,7 +702,6 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
             }
         }
         /* Subscription states and probes without 'to' are meaningless. */
-        sz_free(type);
         sz_stanza_unref(st);
         return;
     }
