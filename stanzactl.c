@@ -302,7 +302,9 @@ static int new_creds(const struct ctl *c, const char *jid, sz_scram_creds_t *out
 
 /* ---- single-account commands --------------------------------------------- */
 
-static int cmd_adduser(struct ctl *c, const char *arg)
+/* adduser (<create>) and passwd: the same steps, on an account that must
+ * not exist, or must. No password is asked for when that check fails. */
+static int set_password(struct ctl *c, const char *arg, bool create)
 {
     char why[1024];
     sz_jid_t *j = account_jid(c, arg, why, sizeof(why));
@@ -314,26 +316,32 @@ static int cmd_adduser(struct ctl *c, const char *arg)
     int rc = 1;
     sz_scram_creds_t cr;
     int ret = account_exists(c, j);
-    if (ret == 0) {
-        fprintf(stderr, "%s: user %s already exists\n", prog, name);
+    if (create ? ret == 0 : ret == -ENOENT) {
+        fprintf(stderr, create ? "%s: user %s already exists\n" : "%s: no such user %s\n", prog,
+                name);
         goto out;
     }
-    if (ret != -ENOENT) {
+    if (ret < 0 && ret != -ENOENT) {
         fprintf(stderr, "%s: cannot read account %s: %s\n", prog, name, store_err(ret));
         goto out;
     }
     if (new_creds(c, name, &cr) < 0)
         goto out;
     struct result r = {-EIO, 0};
-    ret = sz_store_account_create(c->store, j, &cr, on_done, &r);
+    ret = create ? sz_store_account_create(c->store, j, &cr, on_done, &r)
+                 : sz_store_account_set_creds(c->store, j, &cr, on_done, &r);
     explicit_bzero(&cr, sizeof(cr));
     ret = ret < 0 ? ret : r.res;
-    if (ret == -EEXIST)
+    if (create && ret == -EEXIST)
         fprintf(stderr, "%s: user %s already exists\n", prog, name);
+    else if (!create && ret == -ENOENT)
+        fprintf(stderr, "%s: no such user %s\n", prog, name);
     else if (ret < 0)
-        fprintf(stderr, "%s: cannot create %s: %s\n", prog, name, store_err(ret));
+        fprintf(stderr, create ? "%s: cannot create %s: %s\n"
+                               : "%s: cannot change the password of %s: %s\n",
+                prog, name, store_err(ret));
     else {
-        printf("created %s\n", name);
+        printf(create ? "created %s\n" : "password changed for %s\n", name);
         rc = 0;
     }
 out:
@@ -342,45 +350,14 @@ out:
     return rc;
 }
 
+static int cmd_adduser(struct ctl *c, const char *arg)
+{
+    return set_password(c, arg, true);
+}
+
 static int cmd_passwd(struct ctl *c, const char *arg)
 {
-    char why[1024];
-    sz_jid_t *j = account_jid(c, arg, why, sizeof(why));
-    if (!j) {
-        fprintf(stderr, "%s: %s\n", prog, why);
-        return 1;
-    }
-    char *name = sz_jid_to_str(j, true);
-    int rc = 1;
-    sz_scram_creds_t cr;
-    /* Ask for no password for an account that is not there. */
-    int ret = account_exists(c, j);
-    if (ret == -ENOENT) {
-        fprintf(stderr, "%s: no such user %s\n", prog, name);
-        goto out;
-    }
-    if (ret < 0) {
-        fprintf(stderr, "%s: cannot read account %s: %s\n", prog, name, store_err(ret));
-        goto out;
-    }
-    if (new_creds(c, name, &cr) < 0)
-        goto out;
-    struct result r = {-EIO, 0};
-    ret = sz_store_account_set_creds(c->store, j, &cr, on_done, &r);
-    explicit_bzero(&cr, sizeof(cr));
-    ret = ret < 0 ? ret : r.res;
-    if (ret == -ENOENT)
-        fprintf(stderr, "%s: no such user %s\n", prog, name);
-    else if (ret < 0)
-        fprintf(stderr, "%s: cannot change the password of %s: %s\n", prog, name, store_err(ret));
-    else {
-        printf("password changed for %s\n", name);
-        rc = 0;
-    }
-out:
-    sz_free(name);
-    sz_jid_free(j);
-    return rc;
+    return set_password(c, arg, false);
 }
 
 static int cmd_deluser(struct ctl *c, const char *arg)
