@@ -80,6 +80,7 @@ typedef struct sz_reactor_opts {
     sz_xq_t *xq;             /* shared matrix */
     int *ring_fds;           /* array of n ring fds, filled as reactors start */
     int cpu;                 /* CPU to pin to, or -1 */
+    uint32_t batch_wait_us;  /* 0: wake per completion; see sz_reactor_run */
 } sz_reactor_opts_t;
 
 struct sz_reactor {
@@ -88,6 +89,8 @@ struct sz_reactor {
     uint32_t direct_slots;
     int cpu;
     unsigned setup_flags; /* io_uring setup flags in effect */
+    bool ring_registered;   /* ring fd registered: enter by index */
+    uint32_t batch_wait_us; /* 0 = wake per completion, else see sz_reactor_run */
     sz_wheel_t wheel;
     sz_bufring_t bufs;
     sz_xq_t *xq;

@@ -177,6 +177,7 @@ static void *reactor_main(void *arg)
         .xq = node->xq,
         .ring_fds = node->ring_fds,
         .cpu = node->conf->node.pin_threads ? (int)id : -1,
+        .batch_wait_us = node->conf->node.batch_wait_us,
     };
     int ret = sz_reactor_init(r, &o);
     if (ret < 0) {

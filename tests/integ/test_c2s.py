@@ -350,8 +350,11 @@ def test_conflict_broadcasts_unavailable(node):
 # ---- 7. messages across reactors ------------------------------------------------------
 
 
-def test_messages_across_reactors(node):
-    n = c2s_node(node)
+# batch_wait_us: the same routing, handoffs and deliveries when reactors
+# sleep through a batching window (core/reactor.c).
+@pytest.mark.parametrize("batch_wait_us", [0, 5000])
+def test_messages_across_reactors(node, batch_wait_us):
+    n = c2s_node(node, node_extra={"batch_wait_us": batch_wait_us})
     users = [f"x{i:02d}" for i in range(24)]
     import_users(n, [(u, PW) for u in users], iterations=1)
     homes = {u: home_reactor(f"{u}@{DOMAIN}", 2) for u in users}
@@ -853,8 +856,11 @@ def test_starttls_drops_pipelined_plaintext(node):
         assert c.bind("t") == f"tom@{DOMAIN}/t"
 
 
-def test_preauth_timeout(node):
-    n = c2s_node(node, limits={"preauth_timeout_ms": 1000})
+@pytest.mark.parametrize("batch_wait_us", [0, 5000])
+def test_preauth_timeout(node, batch_wait_us):
+    # Timers fire on time with or without a batching window.
+    n = c2s_node(node, limits={"preauth_timeout_ms": 1000},
+                 node_extra={"batch_wait_us": batch_wait_us})
     add_user(n, "uma", PW)
     t0 = time.monotonic()
     with RawClient(n.xmpp["plain"]) as c:

@@ -100,11 +100,12 @@ def import_users(n, pairs, iterations=1):
     f.unlink()
 
 
-def c2s_node(make, reactors=2, limits=None, log_level="info", start=True):
+def c2s_node(make, reactors=2, limits=None, log_level="info", start=True, node_extra=None):
     """Starts a node through conftest's factory <make> with listeners:
     admin; c2s starttls-required (ports['starttls']); c2s tls none with
     plain_without_tls ('plain'); c2s tls none without it ('noplain');
-    c2s-tls ('direct'). Sets n.xmpp (those ports) and n.cert."""
+    c2s-tls ('direct'). Sets n.xmpp (those ports) and n.cert. <node_extra>
+    adds keys to the config's node section."""
     pa, p1, p2, p3, p4 = free_ports(5)
     n = make(start=False, reactors=reactors, limits=limits, log_level=log_level,
              listeners=[("admin", pa), ("c2s", p1), ("c2s", p2), ("c2s", p3), ("c2s-tls", p4)])
@@ -113,6 +114,7 @@ def c2s_node(make, reactors=2, limits=None, log_level="info", start=True):
     n.cert = cert
     n.xmpp = {"starttls": p1, "plain": p2, "noplain": p3, "direct": p4}
     lines = ["node:", f"  reactors: {reactors}", f"  log_level: {log_level}",
+             *(f"  {k}: {v}" for k, v in (node_extra or {}).items()),
              "hosts:", f"  - {{ domain: {DOMAIN}, tls_cert: {cert}, tls_key: {key} }}",
              "listen:",
              f"  - {{ kind: admin, address: 127.0.0.1, port: {pa} }}",

@@ -68,6 +68,7 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->node.recv_buffers, 512);
     SZ_CHECK_INT(c->node.recv_buffer_bytes, 4096);
     SZ_CHECK_INT(c->node.queue_entries, 4096);
+    SZ_CHECK_INT(c->node.batch_wait_us, 0);
     SZ_CHECK(!c->node.pin_threads);
     SZ_CHECK_INT(c->nhosts, 0);
     SZ_CHECK(c->hosts == NULL);
@@ -98,6 +99,7 @@ SZ_TEST(block_and_flow)
                          "  recv_buffers: 1024\n"
                          "  recv_buffer_bytes: 2000\n"
                          "  queue_entries: 16\n"
+                         "  batch_wait_us: 1000\n"
                          "  pin_threads: yes\n"
                          "hosts:\n"
                          "  - domain: Example.ORG\n"
@@ -124,28 +126,29 @@ SZ_TEST(block_and_flow)
     SZ_CHECK_INT(c->node.recv_buffers, 1024);
     SZ_CHECK_INT(c->node.recv_buffer_bytes, 2000);
     SZ_CHECK_INT(c->node.queue_entries, 16);
+    SZ_CHECK_INT(c->node.batch_wait_us, 1000);
     SZ_CHECK(c->node.pin_threads);
     SZ_CHECK_INT(c->nhosts, 2);
     SZ_CHECK_STR(c->hosts[0].domain, "example.org");
     SZ_CHECK(c->hosts[0].tls_cert == NULL && c->hosts[0].tls_key == NULL);
     SZ_CHECK(c->hosts[0].register_enabled);
-    SZ_CHECK_INT(c->hosts[0].line, 11);
+    SZ_CHECK_INT(c->hosts[0].line, 12);
     SZ_CHECK_STR(c->hosts[1].domain, "b.example");
     SZ_CHECK_STR(c->hosts[1].tls_cert, "b.pem");
     SZ_CHECK_STR(c->hosts[1].tls_key, "b.key");
     SZ_CHECK(!c->hosts[1].register_enabled);
-    SZ_CHECK_INT(c->hosts[1].line, 13);
+    SZ_CHECK_INT(c->hosts[1].line, 14);
     SZ_CHECK_INT(c->nlistens, 3);
     SZ_CHECK_INT(c->listens[0].kind, SZ_LISTEN_C2S);
     SZ_CHECK_STR(c->listens[0].address, "::1");
     SZ_CHECK_INT(c->listens[0].port, 5222);
     SZ_CHECK_INT(c->listens[0].tls, SZ_TLS_NONE);
     SZ_CHECK(c->listens[0].plain_without_tls);
-    SZ_CHECK_INT(c->listens[0].line, 15);
+    SZ_CHECK_INT(c->listens[0].line, 16);
     SZ_CHECK_STR(c->listens[1].address, "::");
     SZ_CHECK_INT(c->listens[1].tls, SZ_TLS_STARTTLS_OPTIONAL);
     SZ_CHECK(!c->listens[1].plain_without_tls);
-    SZ_CHECK_INT(c->listens[1].line, 20);
+    SZ_CHECK_INT(c->listens[1].line, 21);
     SZ_CHECK_INT(c->listens[2].kind, SZ_LISTEN_ECHO);
     SZ_CHECK_INT(c->listens[2].port, 7);
     SZ_CHECK_STR(c->storage.path, "/tmp/x.db");
@@ -328,6 +331,7 @@ SZ_TEST(err_pow2)
     ERR_IS(ADMIN "node:\n  queue_entries: 4097\n", 4, "node.queue_entries", "power of two");
     /* The range is checked before the power of two. */
     ERR_IS(ADMIN "node:\n  queue_entries: 8\n", 4, "node.queue_entries", "between 16");
+    ERR_IS(ADMIN "node:\n  batch_wait_us: 100001\n", 4, "node.batch_wait_us", "between 0");
     sz_conf_t *c = parse(ADMIN "node:\n  recv_buffers: 32768\n  queue_entries: 1048576\n");
     SZ_CHECK(c && c->node.recv_buffers == 32768 && c->node.queue_entries == 1048576);
     sz_conf_free(c);
