@@ -113,6 +113,8 @@ static const struct row conf_rows[] = {
      C(limits.register_per_source_per_hour), NULL, NULL},
     {"limits.preauth_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,
      C(limits.preauth_timeout_ms), NULL, NULL},
+    {"limits.max_unacked_stanzas", T_U32, F_RELOAD, 8, 1000000, 500, NULL,
+     C(limits.max_unacked_stanzas), NULL, NULL},
     {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
      C(limits.scram_iterations), NULL, NULL},
 };

@@ -727,3 +727,10 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
     }
     route(r, st);
 }
+
+void sz_router_undelivered(sz_reactor_t *r, sz_stanza_t *st)
+{
+    if (sz_stanza_kind(st) != SZ_STANZA_PRESENCE)
+        bounce(r, st, SZ_STANZA_ERR_RECIPIENT_UNAVAILABLE);
+    sz_stanza_unref(st);
+}

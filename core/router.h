@@ -70,6 +70,15 @@ void sz_router_unbind(sz_reactor_t *r, sz_session_t *s);
 void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
                            const sz_jid_t *to);
 
+/**
+ * Any reactor. <st> was sent to a client whose stream ended before it
+ * acknowledged it (XEP-0198 §4): treated as sent to an unavailable
+ * resource (RFC 6121 §8.5.3.2.1) — an error goes back to the sender of a
+ * message or an iq request (recipient-unavailable, RFC 6120 §8.3.3.13;
+ * never for errors and results), presence is dropped. Consumes <st>.
+ */
+void sz_router_undelivered(sz_reactor_t *r, sz_stanza_t *st);
+
 /** Number of users / sessions bound on this reactor (for metrics). */
 uint64_t sz_router_sessions(const sz_reactor_t *r);
 

@@ -25,6 +25,7 @@
 #include "core/xml/parser.h"
 #include "core/xml/tree.h"
 #include "net/sasl.h"
+#include "net/sm.h"
 #include "net/tls.h"
 
 #define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
@@ -32,6 +33,8 @@
 #define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_SM      "urn:xmpp:sm:3"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 enum stage {
     ST_HEADER = 0, /* waiting for a stream header (first or restarted) */
@@ -62,6 +65,7 @@ struct c2s {
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
+    sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
 };
 
 #define NS_REGISTER      "jabber:iq:register"
@@ -186,23 +190,29 @@ static void send_header(struct c2s *cs)
 }
 
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
- * then closes after the output is flushed. */
-static void stream_error(struct c2s *cs, const char *cond)
+ * then closes after the output is flushed. <app> (trusted XML, short) is
+ * an application-specific condition (§4.9.4) or NULL. */
+static void stream_error_app(struct c2s *cs, const char *cond, const char *app)
 {
     if (cs->stage == ST_CLOSED)
         return;
     if (!(cs->flags & F_HEADER_SENT))
         send_header(cs);
-    char buf[256];
+    char buf[384];
     int n = snprintf(buf, sizeof(buf),
-                     "<stream:error><%s xmlns='" NS_STREAMS "'/></stream:error></stream:stream>",
-                     cond);
+                     "<stream:error><%s xmlns='" NS_STREAMS "'/>%s</stream:error></stream:stream>",
+                     cond, app ? app : "");
     raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
     SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id, cond);
     cs->stage = ST_CLOSED;
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
     sz_conn_close(cs->c, true);
+}
+
+static void stream_error(struct c2s *cs, const char *cond)
+{
+    stream_error_app(cs, cond, NULL);
 }
 
 static unsigned sasl_flags(const struct c2s *cs)
@@ -237,7 +247,7 @@ static void send_features(struct c2s *cs)
     if (cs->flags & F_AUTHED) {
         n += (size_t)snprintf(buf + n, sizeof(buf) - n,
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
-                              "'><optional/></session>");
+                              "'><optional/></session><sm xmlns='" NS_SM "'/>");
     } else {
         bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
                             listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
@@ -322,6 +332,7 @@ static void free_state(struct c2s *cs)
     sz_sasl_free(cs->sasl);
     sz_jid_free(cs->authed);
     sz_free(cs->reg_id);
+    sz_sm_free(cs->sm, NULL, NULL);
     sz_free(cs);
 }
 
@@ -602,6 +613,110 @@ done:
     sz_xml_tree_free(t);
 }
 
+/* ---- stream management (XEP-0198) ------------------------------------------ */
+
+/* True (and the stream ended with policy-violation) when the client
+ * already holds as many unacknowledged stanzas as allowed: one that never
+ * acknowledges must not make the queue grow without bound. */
+static bool sm_full(struct c2s *cs)
+{
+    if (!cs->sm || sz_sm_unacked(cs->sm) < SZ_CONF_LIMIT(conf, max_unacked_stanzas))
+        return false;
+    stream_error(cs, "policy-violation");
+    return true;
+}
+
+/* Counts a stanza just written to the client (<st>: a reference to queue
+ * until acknowledged, or NULL for one made for this client alone); asks
+ * for an ack every SZ_SM_REQUEST_AFTER stanzas. */
+static void sm_sent(struct c2s *cs, sz_stanza_t *st)
+{
+    if (!cs->sm) {
+        if (st)
+            sz_stanza_unref(st);
+        return;
+    }
+    if (sz_sm_sent(cs->sm, st) > 0)
+        raw_write(cs, "<r xmlns='" NS_SM "'/>", sizeof("<r xmlns='" NS_SM "'/>") - 1);
+}
+
+static void sm_failed(struct c2s *cs, const char *cond)
+{
+    char buf[160];
+    int n = snprintf(buf, sizeof(buf),
+                     "<failed xmlns='" NS_SM "'><%s xmlns='" NS_STANZAS "'/></failed>", cond);
+    c2s_write(cs, buf, (size_t)n);
+}
+
+/* XEP-0198 'h': xs:unsignedInt, decimal digits only. */
+static bool parse_h(const char *s, size_t len, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 10)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* A top-level element in urn:xmpp:sm:3 after authentication. Without
+ * resumption: <enabled/> never carries 'resume' or 'id' (XEP-0198 §5). */
+static void on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h)
+{
+    char buf[96];
+    if (name_is(span, h, "enable")) {
+        /* §3: only after resource binding, and once. */
+        if (!(cs->flags & F_BOUND) || cs->sm) {
+            sm_failed(cs, "unexpected-request");
+            return;
+        }
+        cs->sm = sz_sm_new();
+        c2s_writes(cs, "<enabled xmlns='" NS_SM "'/>");
+    } else if (name_is(span, h, "resume")) {
+        /* §5: no resumable sessions here; a bound stream cannot resume. */
+        sm_failed(cs, (cs->flags & F_BOUND) ? "unexpected-request" : "feature-not-implemented");
+    } else if (name_is(span, h, "r") && cs->sm) {
+        int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", sz_sm_h(cs->sm));
+        c2s_write(cs, buf, (size_t)n);
+    } else if (name_is(span, h, "a") && cs->sm) {
+        sz_xml_tree_t *t = sz_xml_tree_parse(span, len, h->scope);
+        const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;
+        size_t vl = 0;
+        const char *v = root ? sz_xml_attr(root, "h", NULL, &vl) : NULL;
+        uint32_t acked;
+        if (!v || !parse_h(v, vl, &acked)) {
+            stream_error(cs, "invalid-xml");
+        } else {
+            int ret = sz_sm_acked(cs->sm, acked);
+            if (ret < 0) {
+                /* §4: an 'h' above what was sent ends the stream. */
+                char app[160];
+                snprintf(app, sizeof(app),
+                         "<handled-count-too-high xmlns='" NS_SM "' h='%u' send-count='%u'/>",
+                         acked, sz_sm_sent_count(cs->sm));
+                stream_error_app(cs, "undefined-condition", app);
+            } else if (ret > 0) {
+                c2s_writes(cs, "<r xmlns='" NS_SM "'/>");
+            }
+        }
+        sz_xml_tree_free(t);
+    } else {
+        /* <r/>, <a/> before <enable/>, or an unknown element. */
+        stream_error(cs, "unsupported-stanza-type");
+    }
+}
+
+static void undelivered(void *ctx, sz_stanza_t *st)
+{
+    sz_router_undelivered(ctx, st);
+}
+
 /* ---- binding ------------------------------------------------------------- */
 
 /* An iq result or error for request id <id> (decoded; NULL: none), built
@@ -628,7 +743,8 @@ static void answer(struct c2s *cs, const char *kind, const char *id, size_t idle
     char *xml;
     size_t len;
     if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        c2s_write(cs, xml, len);
+        if (!sm_full(cs) && c2s_write(cs, xml, len) >= 0)
+            sm_sent(cs, NULL);
         sz_free(xml);
     }
 }
@@ -981,6 +1097,10 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         stream_error(cs, "not-authorized");
         return 1;
     }
+    if (h->ns_id == SZ_XML_NS_SM) {
+        on_sm(cs, span, len, h);
+        return cs->stage == ST_OPEN ? 0 : 1;
+    }
     if (h->ns_id != SZ_XML_NS_CLIENT || h->name.len < 2 ||
         !(name_is(span, h, "message") || name_is(span, h, "presence") || name_is(span, h, "iq"))) {
         stream_error(cs, "unsupported-stanza-type");
@@ -1000,6 +1120,8 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         sz_stanza_unref(st);
         return cs->stage == ST_OPEN ? 0 : 1;
     }
+    if (cs->sm)
+        sz_sm_handled(cs->sm); /* XEP-0198 §4: counted when taken in */
     /* Legacy session establishment (RFC 3921 §3), answered for old clients. */
     if (sz_stanza_kind(st) == SZ_STANZA_IQ) {
         const sz_xml_node_t *root = sz_stanza_tree(st);
@@ -1172,6 +1294,12 @@ static void c2s_close(sz_conn_t *c)
         sz_jid_free(cs->sess.jid);
         cs->sess.jid = NULL;
     }
+    if (cs->sm) {
+        /* After unbinding: what the client never acknowledged is treated
+         * as sent to an unavailable resource (XEP-0198 §4). */
+        sz_sm_free(cs->sm, undelivered, sz_conn_reactor(c));
+        cs->sm = NULL;
+    }
     if (cs->flags & F_LOOKUP) {
         /* A lookup or a worker job still holds this state (and maybe the
          * SASL exchange): its completion frees everything. */
@@ -1229,24 +1357,28 @@ static void release_stanza(void *ref)
 static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
 {
     struct c2s *cs = of_sess(s);
-    if (cs->stage == ST_CLOSED || !cs->c) {
-        sz_stanza_unref(st);
-        return;
-    }
     size_t len;
     const char *raw = sz_stanza_raw(st, &len);
-    /* A client that does not read: policy-violation once its queue would
-     * pass the cap. */
-    if (over_cap(cs, len)) {
-        sz_stanza_unref(st);
+    /* A stream already ending, or a client that does not read (policy-
+     * violation once its queue would pass the cap): not delivered. With
+     * stream management the sender learns it (XEP-0198 §4); without, the
+     * stanza is lost as with any broken TCP connection. */
+    if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || sm_full(cs)) {
+        if (cs->sm)
+            sz_router_undelivered(sz_reactor_self(), st);
+        else
+            sz_stanza_unref(st);
         return;
     }
+    sz_stanza_t *keep = cs->sm ? sz_stanza_ref(st) : NULL;
     if (cs->tls) {
         sz_tls_output(cs->tls, raw, len, &tls_io, cs);
         sz_stanza_unref(st);
     } else {
         sz_conn_send_ref(cs->c, raw, len, release_stanza, st); /* zero copy */
     }
+    if (keep)
+        sm_sent(cs, keep);
 }
 
 static void sess_kick(sz_session_t *s, const char *cond)

@@ -1,0 +1,107 @@
+/*
+ * XEP-0198 bookkeeping: a ring of stanza references in send order. Entry i
+ * (from head) is stanza number acked + i + 1 of the stream; NULL entries
+ * are stanzas only counted.
+ */
+#include "net/sm.h"
+
+#include "core/mem.h"
+
+#define INITIAL_CAP 8
+
+struct sz_sm {
+    uint32_t in_h;      /* stanzas handled from the client */
+    uint32_t acked;     /* the client's last 'h' */
+    uint32_t n;         /* queued: sent, not acknowledged */
+    uint32_t head, cap; /* ring of cap entries (a power of two) */
+    bool asked;         /* our <r/> is unanswered */
+    sz_stanza_t **q;
+};
+
+sz_sm_t *sz_sm_new(void)
+{
+    return sz_calloc(1, sizeof(sz_sm_t));
+}
+
+static void grow(sz_sm_t *sm)
+{
+    uint32_t cap = sm->cap ? sm->cap * 2 : INITIAL_CAP;
+    sz_stanza_t **q = sz_malloc(cap * sizeof(*q));
+    for (uint32_t i = 0; i < sm->n; i++)
+        q[i] = sm->q[(sm->head + i) & (sm->cap - 1)];
+    sz_free(sm->q);
+    sm->q = q;
+    sm->head = 0;
+    sm->cap = cap;
+}
+
+static bool ask(sz_sm_t *sm)
+{
+    if (sm->asked || sm->n < SZ_SM_REQUEST_AFTER)
+        return false;
+    sm->asked = true;
+    return true;
+}
+
+int sz_sm_sent(sz_sm_t *sm, sz_stanza_t *st)
+{
+    if (sm->n == sm->cap)
+        grow(sm);
+    sm->q[(sm->head + sm->n) & (sm->cap - 1)] = st;
+    sm->n++;
+    return ask(sm) ? 1 : 0;
+}
+
+int sz_sm_acked(sz_sm_t *sm, uint32_t h)
+{
+    uint32_t k = h - sm->acked; /* wraps as the counters do (§4) */
+    if (k > sm->n)
+        return -1;
+    for (uint32_t i = 0; i < k; i++) {
+        sz_stanza_t *st = sm->q[sm->head];
+        if (st)
+            sz_stanza_unref(st);
+        sm->head = (sm->head + 1) & (sm->cap - 1);
+    }
+    sm->n -= k;
+    sm->acked = h;
+    sm->asked = false;
+    return ask(sm) ? 1 : 0;
+}
+
+void sz_sm_handled(sz_sm_t *sm)
+{
+    sm->in_h++;
+}
+
+uint32_t sz_sm_h(const sz_sm_t *sm)
+{
+    return sm->in_h;
+}
+
+uint32_t sz_sm_sent_count(const sz_sm_t *sm)
+{
+    return sm->acked + sm->n;
+}
+
+uint32_t sz_sm_unacked(const sz_sm_t *sm)
+{
+    return sm->n;
+}
+
+void sz_sm_free(sz_sm_t *sm, void (*undelivered)(void *ctx, sz_stanza_t *st), void *ctx)
+{
+    if (!sm)
+        return;
+    for (uint32_t i = 0; i < sm->n; i++) {
+        sz_stanza_t *st = sm->q[(sm->head + i) & (sm->cap - 1)];
+        if (!st)
+            continue;
+        if (undelivered)
+            undelivered(ctx, st);
+        else
+            sz_stanza_unref(st);
+    }
+    sz_free(sm->q);
+    sz_free(sm);
+}
