@@ -41,6 +41,7 @@ enum { OP_CONNECT = 1, OP_RECV, OP_SEND };
 #define IVAL_NS       1000000000ull /* live p99 interval */
 #define MAX_WAIT_NS   50000000ull   /* the loop looks at the phase at least this often */
 #define RING_ENTRIES  1024
+#define FINAL_ACK_NS  1000000000ull /* --sm: at most this long for the final acks */
 
 _Static_assert(sizeof(sb_sess_t) <= 128, "sb_sess_t grew past 128 bytes");
 
@@ -500,6 +501,45 @@ static int setup(sb_thread_t *t)
     return 0;
 }
 
+/* Submits, waits up to <ns> for a completion (0: none), and handles
+ * what completed. */
+static void run_ring(sb_thread_t *t, uint64_t ns)
+{
+    struct __kernel_timespec ts = {.tv_sec = (long long)(ns / 1000000000ull),
+                                   .tv_nsec = (long long)(ns % 1000000000ull)};
+    struct io_uring_cqe *cqe;
+    io_uring_submit_and_wait_timeout(&t->ring, &cqe, ns ? 1 : 0, &ts, NULL);
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&t->ring, head, cqe)
+    {
+        on_cqe(t, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&t->ring, n);
+}
+
+/* --sm, at the end of the run: each session with stream management on
+ * acks what it received (XEP-0198 §4 allows an <a/> at any time), so a
+ * server that keeps unacked stanzas for resending or for offline storage
+ * (Prosody's mod_smacks does) knows they were all delivered before the
+ * connection goes. Waits until these sends are out, up to FINAL_ACK_NS. */
+static void final_acks(sb_thread_t *t)
+{
+    uint32_t queued = 0;
+    for (uint32_t k = 0; k < t->nsess; k++)
+        queued += sb_xmpp_final_ack(t, &t->sess[k]);
+    uint64_t end = sb_now_ns() + FINAL_ACK_NS;
+    while (queued) {
+        uint64_t now = sb_now_ns();
+        if (now >= end)
+            break;
+        run_ring(t, end - now < 10000000ull ? end - now : 10000000ull);
+        queued = 0;
+        for (uint32_t k = 0; k < t->nsess; k++)
+            queued += t->sess[k].oq != NULL;
+    }
+}
+
 static void *worker(void *arg)
 {
     sb_thread_t *t = arg;
@@ -527,21 +567,10 @@ static void *worker(void *arg)
             next = now + t->run->conf.tick_ns;
         now = sb_now_ns();
         uint64_t wait = next > now ? next - now : 0;
-        struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000000000ull),
-                                       .tv_nsec = (long long)(wait % 1000000000ull)};
-        struct io_uring_cqe *cqe;
-        if (wait)
-            io_uring_submit_and_wait_timeout(&t->ring, &cqe, 1, &ts, NULL);
-        else
-            io_uring_submit_and_wait_timeout(&t->ring, &cqe, 0, &ts, NULL);
-        unsigned head, n = 0;
-        io_uring_for_each_cqe(&t->ring, head, cqe)
-        {
-            on_cqe(t, cqe);
-            n++;
-        }
-        io_uring_cq_advance(&t->ring, n);
+        run_ring(t, wait);
     }
+    if (t->run->conf.sm)
+        final_acks(t);
     /* Closing the sockets ends the sessions (the server sees EOF); the
      * ring's exit cancels what is still armed. */
     for (uint32_t k = 0; k < t->nsess; k++) {

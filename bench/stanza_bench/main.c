@@ -77,6 +77,10 @@ static void usage(FILE *f)
         "  --mech M             PLAIN, SCRAM-SHA-1, SCRAM-SHA-256 (default), or with\n"
         "                       --tls and TLS 1.3 SCRAM-SHA-1-PLUS, SCRAM-SHA-256-PLUS\n"
         "                       (tls-exporter channel binding, RFC 9266)\n"
+        "  --sm                 stream management (XEP-0198): after the bind, <enable/>\n"
+        "                       when the server offers it, then count stanzas and answer\n"
+        "                       its <r/> with <a h/> (no resumption); the login ends with\n"
+        "                       <enabled/> or <failed/>\n"
         "\n"
         "load:\n"
         "  --login-rate R       logins started per second, all threads (default 100)\n"
@@ -260,15 +264,20 @@ static void live_tick(struct live *l, const sb_run_t *run)
                           SUM(run, errors)};
         sb_csv_write(l->csv, &r);
     }
-    if (l->on)
+    if (l->on) {
+        char sm[48] = "";
+        if (run->conf.sm)
+            snprintf(sm, sizeof(sm), " sm=%llu acks=%llu", (unsigned long long)SUM(run, sm_enabled),
+                     (unsigned long long)SUM(run, sm_acks_sent));
         fprintf(stderr,
             "[%5.1fs] %-8s online=%llu failed=%llu logins/s=%.0f sent/s=%.0f recv/s=%.0f "
-            "p99=%.2fms errors=%llu\n",
+            "p99=%.2fms errors=%llu%s\n",
             (double)(now - l->t0) / 1e9, phase_names[__atomic_load_n(&run->phase, __ATOMIC_RELAXED)],
             (unsigned long long)on, (unsigned long long)SUM(run, failed),
             (double)(on - l->online) / dt, (double)(sent - l->sent) / dt,
             (double)(recv - l->recv) / dt, (double)max_of(run, offsetof(sb_counters_t, ival_p99_ns)) / 1e6,
-            (unsigned long long)SUM(run, errors));
+            (unsigned long long)SUM(run, errors), sm);
+    }
     l->online = on;
     l->sent = sent;
     l->recv = recv;
@@ -516,7 +525,7 @@ int main(int argc, char **argv)
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
-        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077
+        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -535,7 +544,7 @@ int main(int argc, char **argv)
         {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},
         {"tls", 1, NULL, O_TLS},            {"tls-version", 1, NULL, O_TLSVER},
         {"ca", 1, NULL, O_CA},              {"csv", 1, NULL, O_CSV},
-        {"xep0077", 0, NULL, O_XEP0077},
+        {"xep0077", 0, NULL, O_XEP0077},    {"sm", 0, NULL, O_SM},
         {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
         {"presence-rate", 1, NULL, O_PRATE},          {NULL, 0, NULL, 0},
     };
@@ -619,6 +628,7 @@ int main(int argc, char **argv)
         case O_CA: cf->ca = optarg; break;
         case O_CSV: csv_path = optarg; break;
         case O_XEP0077: xep0077 = true; break;
+        case O_SM: cf->sm = true; break;
         case O_PROCS: procs = (unsigned)num("--procs", optarg, 1, 64); break;
         case O_CONTACTS: cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000); break;
         case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;

@@ -249,6 +249,14 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     } else {
         fprintf(f, "%-22s %.1f s\n", "held idle", cf->duration);
     }
+    if (cf->sm)
+        fprintf(f,
+                "%-22s enabled %llu, failed %llu, not offered %llu; <r/> received %llu, "
+                "<a/> sent %llu, <a/> received %llu\n",
+                "stream management", (unsigned long long)r->c.sm_enabled,
+                (unsigned long long)r->c.sm_failed, (unsigned long long)r->c.sm_unsupported,
+                (unsigned long long)r->c.sm_requests, (unsigned long long)r->c.sm_acks_sent,
+                (unsigned long long)r->c.sm_acks_received);
     if (r->errs.n == 0 && r->errs.other == 0) {
         fprintf(f, "%-22s none\n", "errors");
     } else {
@@ -352,6 +360,14 @@ int sb_report_json(const sb_report_t *r, const char *path)
         jlat(f, r->deliver_h);
         fprintf(f, "},\n");
     }
+    fprintf(f,
+            "  \"sm\": {\"requested\": %s, \"enabled\": %llu, \"failed\": %llu, "
+            "\"unsupported\": %llu, \"requests_received\": %llu, \"acks_sent\": %llu, "
+            "\"acks_received\": %llu},\n",
+            cf->sm ? "true" : "false", (unsigned long long)r->c.sm_enabled,
+            (unsigned long long)r->c.sm_failed, (unsigned long long)r->c.sm_unsupported,
+            (unsigned long long)r->c.sm_requests, (unsigned long long)r->c.sm_acks_sent,
+            (unsigned long long)r->c.sm_acks_received);
     fprintf(f, "  \"errors\": {\"total\": %llu, \"by_condition\": {",
             (unsigned long long)r->c.errors);
     for (unsigned i = 0; i < r->errs.n; i++) {

@@ -60,6 +60,7 @@ typedef struct sb_conf {
     enum sb_tls_mode tls;
     uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */
     const char *ca;                    /* PEM CA file: verify the server; NULL: no check */
+    bool sm;                           /* --sm: enable XEP-0198 when the server offers it */
 } sb_conf_t;
 
 /* Counters a worker writes and the main thread reads (relaxed atomics). */
@@ -78,6 +79,10 @@ typedef struct sb_counters {
     uint64_t max_lag_ns;     /* latest send behind its intended time */
     uint64_t planned;        /* messages this thread will send (set with picked) */
     uint64_t picked;         /* 1 once the message phase's senders are chosen */
+    /* --sm (XEP-0198): sessions by outcome, then <r/> received, <a/> sent
+     * (answers and final acks) and <a/> received */
+    uint64_t sm_enabled, sm_failed, sm_unsupported;
+    uint64_t sm_requests, sm_acks_sent, sm_acks_received;
 } sb_counters_t;
 
 /* Errors by condition, e.g. "stream:policy-violation". */
@@ -91,11 +96,19 @@ typedef struct sb_errtab {
     } e[SB_ERR_KINDS];
 } sb_errtab_t;
 
+/* Stream management of one session (sb_sess_t.sm), --sm only. */
+enum sb_sm {
+    SB_SM_NONE = 0, /* not asked, or not offered after SASL */
+    SB_SM_OFFERED,  /* <sm xmlns='urn:xmpp:sm:3'/> in the features after SASL */
+    SB_SM_ON,       /* <enabled/> received: stanzas are counted both ways */
+    SB_SM_FAILED,   /* <failed/> received: the session goes on without */
+};
+
 /*
  * One simulated user. Idle and online, it costs this struct only (no
  * receive buffer: recv uses the thread's provided buffers; the parser
  * copies only an element split across reads). 128 bytes or less on LP64
- * (static_assert in engine.c).
+ * (static_assert in engine.c); 124 with the stream management counters.
  */
 typedef struct sb_sess {
     sz_xml_parser_t xp;          /* 64 */
@@ -105,9 +118,12 @@ typedef struct sb_sess {
     uint64_t t_start;            /* intended login time, ns */
     int fd;                      /* -1 when closed */
     uint32_t user;               /* 0-based user index */
+    uint32_t sm_in;              /* XEP-0198 'h': stanzas received since <enabled/>, mod 2^32 */
+    uint32_t sm_out;             /* stanzas sent since <enable/>, mod 2^32 */
     uint8_t state;               /* enum in engine.c */
     uint8_t flags;
     uint8_t gen;                 /* drops completions of an earlier fd */
+    uint8_t sm;                  /* enum sb_sm */
 } sb_sess_t;
 
 typedef struct sb_run sb_run_t;
@@ -167,6 +183,9 @@ void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t 
 /** roster-presence: directed presence from <s> to each of its contacts
  * (users j+1 .. j+contacts, modulo users), intended at <when>. */
 void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
+/** --sm, when the run stops: queues the final <a h='N'/> of <s> if it has
+ * stream management on and is online; returns true if it queued one. */
+bool sb_xmpp_final_ack(sb_thread_t *t, sb_sess_t *s);
 /** Frees the calling worker's protocol buffers (at its exit). */
 void sb_xmpp_thread_exit(void);
 extern const sz_xml_ops_t sb_xmpp_ops;
@@ -195,6 +214,7 @@ enum sb_state {
     SB_ST_AUTH,       /* SASL exchange running */
     SB_ST_FEAT2,      /* restarted after SASL; waiting for features */
     SB_ST_BIND,       /* bind iq sent */
+    SB_ST_SM,         /* --sm: bound, <enable/> sent; waiting for <enabled/> or <failed/> */
     SB_ST_ONLINE,     /* bound, presence sent */
     SB_ST_CLOSED,     /* done or failed */
 };

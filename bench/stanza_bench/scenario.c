@@ -52,6 +52,7 @@ enum type {
     T_TLS,      /* tls mode: none, starttls or direct */
     T_PROCS,    /* *procs, in [min, max] */
     T_TEXT,     /* description: any string, ignored */
+    T_BOOL,     /* bool: true, false, yes or no (as core/conf.c) */
 };
 
 /* Which scenarios a key applies to (bit = 1 << enum sb_scenario). */
@@ -89,6 +90,7 @@ static const struct row rows[] = {
     {"pass_pattern", T_STR, 0, S_ALL, 0, 0, 0, C(pass_pattern)},
     {"resource", T_STR, 0, S_ALL, 0, 0, 0, C(resource)},
     {"mechanism", T_MECH, 0, S_ALL, 0, 0, 0, C(mech)},
+    {"sm", T_BOOL, 0, S_ALL, 0, 0, 0, C(sm)},
     /* load */
     {"login_rate", T_DBL, 0, S_ALL, 0, 0.001, 1e7, C(login_rate)},
     {"login_timeout", T_DBL, 0, S_ALL, 0, 0.1, 3600, C(login_timeout)},
@@ -292,6 +294,14 @@ static int set_value(struct ctx *x, const struct row *r)
         *(const char **)p = keep(s);
         return 0;
     case T_TEXT:
+        return 0;
+    case T_BOOL:
+        if (!strcmp(s, "true") || !strcmp(s, "yes"))
+            *(bool *)p = true;
+        else if (!strcmp(s, "false") || !strcmp(s, "no"))
+            *(bool *)p = false;
+        else
+            return fail(x, line, key, "must be true, false, yes or no, not \"%.40s\"", s);
         return 0;
     case T_MECH: {
         int m = sb_mech_parse(s);

@@ -1,7 +1,9 @@
 /*
  * The client side of an XMPP stream (RFC 6120), one simulated user per
  * sb_sess_t: stream header, SASL (auth.c), stream restart, resource
- * binding, initial presence; then one2one messages out and in. The
+ * binding, stream management on request (XEP-0198, --sm: enable, count
+ * stanzas both ways, answer <r/>; no resumption and no resending), initial
+ * presence; then one2one messages out and in. The
  * server's bytes go through the project's incremental parser (core/xml),
  * whose state is the session's 64-byte sz_xml_parser_t; an element tree is
  * built only for the rare elements whose content matters (features, SASL,
@@ -25,6 +27,7 @@
 #define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_PING    "urn:xmpp:ping"
+#define NS_SM      "urn:xmpp:sm:3"
 
 #define BIND_ID "sb-bind"
 #define NS_ROSTER "jabber:iq:roster"
@@ -36,6 +39,25 @@
 static void sendz(sb_thread_t *t, sb_sess_t *s, const char *str)
 {
     sb_send(t, s, str, strlen(str));
+}
+
+static inline void bump(uint64_t *c)
+{
+    __atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
+}
+
+/* Sends one stanza (message, presence, iq): with stream management on,
+ * the server acks it by count, so it is counted (XEP-0198 §4). */
+static void send_stanza(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n)
+{
+    if (s->sm == SB_SM_ON)
+        s->sm_out++;
+    sb_send(t, s, p, n);
+}
+
+static void sendz_stanza(sb_thread_t *t, sb_sess_t *s, const char *str)
+{
+    send_stanza(t, s, str, strlen(str));
 }
 
 static void send_header(sb_thread_t *t, sb_sess_t *s)
@@ -174,6 +196,10 @@ static void on_features(sb_thread_t *t, sb_sess_t *s, const char *span, size_t l
         sb_err(t, "client:no-bind-feature");
         end_stream(t, s);
     } else {
+        /* XEP-0198 §2: offered among the features after SASL; enabled
+         * after the bind (--sm) */
+        if (t->run->conf.sm && sz_xml_child(root, "sm", NS_SM))
+            s->sm = SB_SM_OFFERED;
         char buf[256];
         int n = snprintf(buf, sizeof(buf),
                          "<iq type='set' id='" BIND_ID "'><bind xmlns='" NS_BIND
@@ -229,6 +255,19 @@ static void on_sasl(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
 
 /* ---- stanzas ---------------------------------------------------------------- */
 
+/* Bound (and stream management settled): the initial presence, and the
+ * login is done. */
+static void go_online(sb_thread_t *t, sb_sess_t *s)
+{
+    /* roster-presence: the roster get goes out with the initial presence
+     * (a server without rosters answers it with an error, counted by
+     * condition) */
+    if (t->run->conf.scenario == SB_SC_ROSTER)
+        sendz_stanza(t, s, "<iq type='get' id='" ROSTER_ID "'><query xmlns='" NS_ROSTER "'/></iq>");
+    sendz_stanza(t, s, "<presence/>");
+    sb_online(t, s);
+}
+
 /* Answers an iq get/set from the server: a ping gets a result, anything
  * else service-unavailable (RFC 6120 §8.2.3 wants an answer to both). */
 static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
@@ -253,7 +292,7 @@ static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t 
                      q1, (int)id->len, span + id->off, q1, q2, (int)from->len, span + from->off,
                      q2);
     if (n > 0 && (size_t)n < sizeof(buf) && id->off)
-        sb_send(t, s, buf, (size_t)n);
+        send_stanza(t, s, buf, (size_t)n);
     sz_xml_tree_free(tr);
 }
 
@@ -307,18 +346,20 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
         }
     } else if (name_is(span, h, "iq")) {
         if (s->state == SB_ST_BIND && attr_is(span, h, SZ_XML_A_ID, BIND_ID)) {
-            if (attr_is(span, h, SZ_XML_A_TYPE, "result")) {
-                /* roster-presence: the roster get goes out with the
-                 * initial presence (a server without rosters answers it
-                 * with an error, counted by condition) */
-                if (t->run->conf.scenario == SB_SC_ROSTER)
-                    sendz(t, s, "<iq type='get' id='" ROSTER_ID "'><query xmlns='" NS_ROSTER
-                                "'/></iq>");
-                sendz(t, s, "<presence/>");
-                sb_online(t, s);
-            } else {
+            if (!attr_is(span, h, SZ_XML_A_TYPE, "result")) {
                 stanza_error(t, span, len, h);
                 end_stream(t, s);
+            } else if (s->sm == SB_SM_OFFERED) {
+                /* XEP-0198 §3: enable after the bind, before the initial
+                 * presence; the login ends with the answer (on_sm), so
+                 * its latency includes that round trip */
+                sendz(t, s, "<enable xmlns='" NS_SM "'/>");
+                s->sm_out = 0;
+                s->state = SB_ST_SM;
+            } else {
+                if (t->run->conf.sm)
+                    bump(&t->c.sm_unsupported); /* not an error: goes on without */
+                go_online(t, s);
             }
         } else if (is_error) {
             stanza_error(t, span, len, h);
@@ -332,6 +373,97 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
         else if (t->run->conf.scenario == SB_SC_ROSTER)
             on_timed(t, span, len, "<status"); /* others: our own broadcast echoed */
     }
+}
+
+/* ---- stream management (XEP-0198) -------------------------------------------- */
+
+/* The unsigned value of attribute <name> of the start tag of <span>;
+ * false when it is absent or not a number below 2^32. */
+static bool attr_u32(const char *span, size_t len, const char *name, uint32_t *out)
+{
+    const char *end = memchr(span, '>', len);
+    size_t nl = strlen(name);
+    for (const char *p = span; end && p + nl + 2 < end; p++) {
+        if ((p[0] != ' ' && p[0] != '\t' && p[0] != '\n' && p[0] != '\r') ||
+            memcmp(p + 1, name, nl) != 0)
+            continue;
+        const char *q = p + 1 + nl;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+            q++;
+        if (q >= end || *q++ != '=')
+            continue;
+        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+            q++;
+        if (q >= end || (*q != '\'' && *q != '"'))
+            continue;
+        char quote = *q++;
+        const char *d = q;
+        uint64_t v = parse_u64(&q, end);
+        if (q == d || q >= end || *q != quote || q - d > 10 || v > UINT32_MAX)
+            return false;
+        *out = (uint32_t)v;
+        return true;
+    }
+    return false;
+}
+
+static void send_ack(sb_thread_t *t, sb_sess_t *s)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", s->sm_in);
+    sb_send(t, s, buf, (size_t)n);
+    bump(&t->c.sm_acks_sent);
+}
+
+/* A stream management nonza from the server. The tool neither resumes
+ * nor resends, so a server's <a/> is only checked: it cannot ack more
+ * stanzas than were sent (mod 2^32). */
+static void on_sm(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
+                  const sz_xml_head_t *h)
+{
+    bool answer = name_is(span, h, "enabled") || name_is(span, h, "failed");
+    if (answer && s->state != SB_ST_SM) {
+        sb_err(t, "client:unexpected-sm-answer");
+    } else if (name_is(span, h, "enabled")) {
+        s->sm = SB_SM_ON;
+        s->sm_in = 0; /* the server counts its stanzas from <enabled/> on */
+        bump(&t->c.sm_enabled);
+        go_online(t, s);
+    } else if (name_is(span, h, "failed")) {
+        /* XEP-0198 §3: a stanza error condition, e.g. unexpected-request */
+        sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+        count(t, "sm", condition(tr ? sz_xml_tree_root(tr) : NULL, NS_STANZAS));
+        sz_xml_tree_free(tr);
+        s->sm = SB_SM_FAILED;
+        bump(&t->c.sm_failed);
+        go_online(t, s);
+    } else if (s->sm != SB_SM_ON) {
+        sb_err(t, "client:unexpected-sm-element"); /* <r/> or <a/> without <enabled/> */
+    } else if (name_is(span, h, "r")) {
+        bump(&t->c.sm_requests);
+        send_ack(t, s);
+    } else if (name_is(span, h, "a")) {
+        uint32_t acked;
+        bump(&t->c.sm_acks_received);
+        if (!attr_u32(span, len, "h", &acked))
+            sb_err(t, "client:sm-ack-without-h");
+        else if ((uint32_t)(s->sm_out - acked) > UINT32_MAX / 2)
+            sb_err(t, "client:sm-ack-beyond-sent");
+    }
+}
+
+bool sb_xmpp_final_ack(sb_thread_t *t, sb_sess_t *s)
+{
+    if (s->sm != SB_SM_ON || s->state != SB_ST_ONLINE)
+        return false;
+    send_ack(t, s);
+    return true;
+}
+
+/* message, presence or iq: a stanza, counted for XEP-0198 'h' */
+static bool is_stanza(const char *span, const sz_xml_head_t *h)
+{
+    return name_is(span, h, "message") || name_is(span, h, "presence") || name_is(span, h, "iq");
 }
 
 /* ---- parser callbacks ---------------------------------------------------------- */
@@ -373,8 +505,17 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         }
         break;
     case SZ_XML_NS_CLIENT:
+        /* 'h' counts every stanza handled, ignored ones included */
+        if (s->sm == SB_SM_ON && is_stanza(span, h))
+            s->sm_in++;
         if (s->state >= SB_ST_BIND)
             on_stanza(t, s, span, len, h);
+        break;
+    case SZ_XML_NS_SM:
+        if (s->state >= SB_ST_SM)
+            on_sm(t, s, span, len, h);
+        else
+            sb_err(t, "client:unexpected-sm-element");
         break;
     default:
         break; /* other nonzas: ignored */
@@ -452,7 +593,7 @@ void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t 
         body++;
     }
     n += snprintf(buf + n, cap - (size_t)n, "</body></message>");
-    sb_send(t, s, buf, (size_t)n);
+    send_stanza(t, s, buf, (size_t)n);
 }
 
 void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq)
@@ -470,6 +611,6 @@ void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t
                          to, cf->domain, (unsigned long long)seq, (unsigned long long)when,
                          (unsigned long long)seq);
         if (n > 0 && (size_t)n < sizeof(pb))
-            sb_send(t, s, pb, (size_t)n);
+            send_stanza(t, s, pb, (size_t)n);
     }
 }

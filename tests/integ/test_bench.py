@@ -4,7 +4,8 @@ counted by condition; the same over STARTTLS and Direct TLS (TLS 1.3 and
 1.2, SCRAM with and without tls-exporter channel binding, certificate
 verification on request). The binaries come from the same build dir as $STANZAD
 (bench/stanza-bench, stanzactl). Every run is bounded by its own options
-and by a subprocess timeout."""
+and by a subprocess timeout. Also: one2one with stream management
+(XEP-0198, --sm) against stanzad."""
 
 import csv
 import json
@@ -318,4 +319,40 @@ def test_provision_in_band(node):
                        capture_output=True, text=True, timeout=60, env=sanitizer_env())
     assert r.returncode == 1
     assert "3 failed" in r.stderr and "stream:host-unknown" in r.stderr, r.stderr
+    n.stop_clean()
+
+
+def test_sm_enable(node):
+    """one2one with --sm: stanzad offers XEP-0198 after SASL, every session
+    enables it after the bind, the tool counts the server's stanzas and
+    answers each <r/> with <a h/>, plus one final <a/> per session at the
+    end; nothing is lost, and no SM error is counted."""
+    n = start_node(node)
+    users = 40
+    provision(n, users=users)
+    rep, text = bench(n, "one2one", "--sm", "--users", str(users), "--login-rate", "200",
+                      "--duration", "2", "--msg-rate", "200", "--threads", "2")
+    assert_clean_logins(rep, text, users)
+    sm = rep["sm"]
+    assert sm["requested"] is True, sm
+    assert sm["enabled"] == users and sm["failed"] == 0 and sm["unsupported"] == 0, text
+    m = rep["messages"]
+    assert m["planned"] == 400 and m["sent"] == 400, text
+    assert m["sent"] == m["received"] + m["lost"]
+    assert m["lost"] == 0 and m["late"] == 0 and m["bounced"] == 0, text
+    # stanzad asks for an ack after 8 unacknowledged stanzas (net/sm.h), and
+    # each session receives 10 messages: at least one <r/> each; every <r/>
+    # is answered, and each session sends a final ack at the end
+    assert sm["requests_received"] >= users, sm
+    assert sm["acks_sent"] == sm["requests_received"] + users, sm
+    assert "stream management" in text and f"enabled {users}, failed 0" in text, text
+    n.wait_idle(timeout=30)
+
+    # without --sm nothing of it happens
+    rep, text = bench(n, "one2one", "--users", "10", "--login-rate", "200", "--duration", "1",
+                      "--msg-rate", "20")
+    assert rep["sm"] == {"requested": False, "enabled": 0, "failed": 0, "unsupported": 0,
+                         "requests_received": 0, "acks_sent": 0, "acks_received": 0}, rep["sm"]
+    assert "stream management" not in text
+    n.wait_idle(timeout=30)
     n.stop_clean()

@@ -61,6 +61,7 @@ SZ_TEST(full_one2one_file)
                        "pass_pattern: 'p{N}'\n"
                        "resource: r\n"
                        "mechanism: PLAIN\n"
+                       "sm: true\n"
                        "login_rate: 250.5\n"
                        "login_timeout: 12\n"
                        "duration: 3.5\n"
@@ -86,6 +87,7 @@ SZ_TEST(full_one2one_file)
     SZ_CHECK_STR(cf.pass_pattern, "p{N}");
     SZ_CHECK_STR(cf.resource, "r");
     SZ_CHECK_INT(cf.mech, SB_MECH_PLAIN);
+    SZ_CHECK(cf.sm);
     SZ_CHECK(cf.login_rate == 250.5);
     SZ_CHECK(cf.login_timeout == 12);
     SZ_CHECK(cf.duration == 3.5);
@@ -110,6 +112,7 @@ SZ_TEST(minimal_files_keep_defaults)
     SZ_CHECK_INT(ntohs(cf.server.sin_port), 5222);
     SZ_CHECK(cf.login_rate == 100);
     SZ_CHECK_INT(procs, 1);
+    SZ_CHECK(!cf.sm);
     /* roster-presence: presence_rate is the rate of the message phase */
     SZ_CHECK_INT(parse("scenario: roster-presence\nusers: 50\nduration: 1\ncontacts: 49\n"
                        "presence_rate: 7\ntls: starttls\nsrc: 127.0.0.5\n"),
@@ -120,6 +123,13 @@ SZ_TEST(minimal_files_keep_defaults)
     SZ_CHECK_INT(cf.tls, SB_TLS_STARTTLS);
     SZ_CHECK_INT(cf.src_lo, 0x7f000005);
     SZ_CHECK_INT(cf.src_hi, 0x7f000005);
+    /* sm: the words of core/conf.c's booleans; false over an earlier true */
+    SZ_CHECK_INT(parse("scenario: connect\nusers: 2\nduration: 1\nsm: yes\n"), 0);
+    SZ_CHECK(cf.sm);
+    const char *off = "scenario: connect\nusers: 2\nduration: 1\nsm: no\n";
+    cf.sm = true;
+    SZ_CHECK_INT(sb_scenario_parse("s.yaml", off, strlen(off), &cf, &procs, err, sizeof(err)), 0);
+    SZ_CHECK(!cf.sm);
     /* flow style is YAML too */
     SZ_CHECK_INT(parse("{scenario: one2one, users: 2, duration: 1, msg_rate: 1}"), 0);
 }
@@ -183,6 +193,12 @@ SZ_TEST(wrong_types)
     BAD("scenario: connect\nusers: 10\nduration: 5\ntls: yes\n",
         "s.yaml:4: tls: unknown mode \"yes\" (expected none, starttls or direct)");
     BAD("scenario: connect\nusers: 10\nduration: 5\ndomain: ''\n", "s.yaml:4: domain: must not be empty");
+    BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 10\nsm: enabled\n",
+        "s.yaml:5: sm: must be true, false, yes or no, not \"enabled\"");
+    BAD("scenario: connect\nusers: 10\nduration: 5\nsm: 1\n",
+        "s.yaml:4: sm: must be true, false, yes or no, not \"1\"");
+    BAD("scenario: connect\nusers: 10\nduration: 5\nsm: [true]\n",
+        "s.yaml:4: sm: must be a single value, not a list");
 }
 
 SZ_TEST(out_of_range)
