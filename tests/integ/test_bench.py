@@ -5,17 +5,21 @@ counted by condition; the same over STARTTLS and Direct TLS (TLS 1.3 and
 verification on request). The binaries come from the same build dir as $STANZAD
 (bench/stanza-bench, stanzactl). Every run is bounded by its own options
 and by a subprocess timeout. Also: one2one with stream management
-(XEP-0198, --sm) against stanzad."""
+(XEP-0198, --sm) against stanzad, and one2one against bench/sb-reflector,
+the trivial peer that measures the tool's own cost."""
 
 import csv
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import assert_sanitizer_clean, sanitizer_env, stanzad_path
+from conftest import assert_sanitizer_clean, free_ports, sanitizer_env, stanzad_path
 from xmpp_util import c2s_node
 
 USERS = 200
@@ -356,3 +360,56 @@ def test_sm_enable(node):
     assert "stream management" not in text
     n.wait_idle(timeout=30)
     n.stop_clean()
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"nothing listens on {port} after {timeout}s")
+            time.sleep(0.05)
+
+
+def test_reflector_one2one(tmp_path):
+    """bench/sb-reflector: any PLAIN login, bind, messages forwarded to the
+    bare JID as they are. A short one2one against it loses nothing; the
+    reflector counts what it forwarded and exits 0 on SIGTERM."""
+    (port,) = free_ports(1)
+    err = open(tmp_path / "reflector.err", "wb")
+    proc = subprocess.Popen([tool("bench/sb-reflector"), "--port", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=sanitizer_env())
+    try:
+        wait_port(port, proc)
+        out = tmp_path / "o2o.json"
+        cmd = [tool("bench/stanza-bench"), "one2one", "--port", str(port), "--mech", "PLAIN",
+               "--users", "20", "--login-rate", "200", "--duration", "2", "--msg-rate", "200",
+               "--server-pid", str(proc.pid), "--json", str(out), "--quiet"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=sanitizer_env())
+        assert_sanitizer_clean(r.stderr, "stanza-bench")
+        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
+        rep = json.loads(out.read_text())
+        assert_clean_logins(rep, r.stdout, 20)
+        m = rep["messages"]
+        assert m["planned"] == 400 and m["sent"] == m["received"] == 400, r.stdout
+        assert m["lost"] == 0 and m["late"] == 0 and m["bounced"] == 0, r.stdout
+        assert rep["server"]["pid"] == proc.pid
+        assert rep["client"]["cpu_us_per_message"] >= 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            rc = None
+        err.close()
+    text = (tmp_path / "reflector.err").read_text(errors="replace")
+    assert_sanitizer_clean(text, "sb-reflector")
+    assert rc == 0, f"sb-reflector exited with {rc}:\n{text[-4000:]}"
+    assert "logins=20 forwarded=400 dropped=0" in text, text
