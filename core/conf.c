@@ -318,11 +318,7 @@ static int set_value(struct ctx *x, const struct row *r, void *base, const char 
         return 0;
     }
     case T_BOOL:
-        if (!strcmp(s, "true") || !strcmp(s, "yes"))
-            *(bool *)p = true;
-        else if (!strcmp(s, "false") || !strcmp(s, "no"))
-            *(bool *)p = false;
-        else
+        if (sz_conf_parse_bool(s, (bool *)p) < 0)
             return fail(x, line, key, "must be true, false, yes or no, not \"%.40s\"", s);
         return 0;
     case T_ENUM:
@@ -918,4 +914,15 @@ int sz_conf_apply_reload(sz_conf_t *cur, sz_conf_t *next, char *note, size_t not
         }
     }
     return kept;
+}
+
+int sz_conf_parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "yes"))
+        *out = true;
+    else if (!strcmp(s, "false") || !strcmp(s, "no"))
+        *out = false;
+    else
+        return -1;
+    return 0;
 }

@@ -129,4 +129,8 @@ int sz_conf_apply_reload(sz_conf_t *cur, sz_conf_t *next, char *note, size_t not
 /** Name of a listener kind as written in YAML ("c2s", "admin", ...). */
 const char *sz_conf_kind_name(enum sz_listen_kind k);
 
+/** Any thread. A YAML boolean as this project spells it: true/yes or
+ *  false/no. Returns 0 and sets <out>, or -1 for anything else. */
+int sz_conf_parse_bool(const char *s, bool *out);
+
 #endif

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/conf.h"
 #include <unistd.h>
 
 #include <yaml.h>
@@ -296,11 +298,7 @@ static int set_value(struct ctx *x, const struct row *r)
     case T_TEXT:
         return 0;
     case T_BOOL:
-        if (!strcmp(s, "true") || !strcmp(s, "yes"))
-            *(bool *)p = true;
-        else if (!strcmp(s, "false") || !strcmp(s, "no"))
-            *(bool *)p = false;
-        else
+        if (sz_conf_parse_bool(s, (bool *)p) < 0)
             return fail(x, line, key, "must be true, false, yes or no, not \"%.40s\"", s);
         return 0;
     case T_MECH: {
