@@ -34,7 +34,10 @@
     X(doorbells, counter, "queue_doorbells_total", "Cross-reactor wakeups sent")              \
     X(timers_fired, counter, "timers_fired_total", "Timers fired")                            \
     X(admin_requests, counter, "admin_requests_total", "Admin HTTP requests answered")        \
-    X(admin_bad, counter, "admin_bad_requests_total", "Admin HTTP requests rejected and closed")
+    X(admin_bad, counter, "admin_bad_requests_total", "Admin HTTP requests rejected and closed") \
+    X(sm_enabled, counter, "sm_enabled_total", "Client streams that enabled XEP-0198")           \
+    X(sm_unacked, counter, "sm_unacked_total",                                                 \
+      "Stanzas a client never acknowledged, returned to their senders (XEP-0198)")
 
 typedef struct sz_stats {
 #define SZ_STATS_FIELD(name, type, metric, help) uint64_t name;

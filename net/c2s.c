@@ -677,6 +677,7 @@ static void on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_hea
             return;
         }
         cs->sm = sz_sm_new();
+        SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, sm_enabled, 1);
         c2s_writes(cs, "<enabled xmlns='" NS_SM "'/>");
     } else if (name_is(span, h, "resume")) {
         /* §5: no resumable sessions here; a bound stream cannot resume. */
@@ -714,7 +715,9 @@ static void on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_hea
 
 static void undelivered(void *ctx, sz_stanza_t *st)
 {
-    sz_router_undelivered(ctx, st);
+    sz_reactor_t *r = ctx;
+    SZ_STAT_ADD(&r->stats, sm_unacked, 1);
+    sz_router_undelivered(r, st);
 }
 
 /* ---- binding ------------------------------------------------------------- */
@@ -1365,7 +1368,7 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
      * stanza is lost as with any broken TCP connection. */
     if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || sm_full(cs)) {
         if (cs->sm)
-            sz_router_undelivered(sz_reactor_self(), st);
+            undelivered(sz_reactor_self(), st);
         else
             sz_stanza_unref(st);
         return;

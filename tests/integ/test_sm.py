@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from conftest import msum
 from xmpp_util import (NS_CLIENT, NS_SASL, NS_STANZAS, RawClient, DOMAIN, c2s_node,
                        import_users, local, login, q, stanza_error)
 
@@ -134,6 +135,9 @@ def test_unacked_bounce_to_sender(sm_node):
                                  what="bounced message")
             bounced.append(el)
         assert sorted(e.get("id") for e in bounced) == ["u1", "u2"]
+        m = n.metrics()
+        assert msum(m, "stanzad_sm_enabled_total") == 1
+        assert msum(m, "stanzad_sm_unacked_total") == 2
         for e in bounced:
             assert e.get("type") == "error"
             assert e.get("from") == ann.jid
