@@ -19,6 +19,9 @@
 #define SQ_ENTRIES    4096
 #define CQ_ENTRIES    65536
 #define BATCH_WAIT_NR 64 /* completions that end a batching wait early */
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* Linux 6.12; newer than liburing 2.3's headers */
+#endif
 #define XQ_BUDGET     1024 /* messages drained per iteration before other work runs */
 
 static sz_cqe_fn handlers[SZ_OP_MAX];
@@ -75,7 +78,6 @@ int sz_reactor_init(sz_reactor_t *r, const sz_reactor_opts_t *o)
     r->direct_slots = o->direct_slots;
     r->cpu = o->cpu;
     self = r;
-
     sz_log_set_thread((int)r->id);
 
     if (o->cpu >= 0) {
@@ -107,10 +109,9 @@ int sz_reactor_init(sz_reactor_t *r, const sz_reactor_opts_t *o)
     }
     /* Registering the ring fd saves an fget/fput on every io_uring_enter. */
     r->ring_registered = io_uring_register_ring_fd(&r->ring) == 1;
-    /* The batching wait needs IORING_FEAT_MIN_TIMEOUT (1U << 15, Linux
-     * 6.12); older kernels reject the non-zero field, so fall back to
-     * waking per completion there. */
-    if (o->batch_wait_us && !(r->ring.features & (1U << 15)))
+    /* The batching wait needs IORING_FEAT_MIN_TIMEOUT; older kernels
+     * reject the non-zero field, so fall back to waking per completion. */
+    if (o->batch_wait_us && !(r->ring.features & IORING_FEAT_MIN_TIMEOUT))
         SZ_WARN("msg=\"node.batch_wait_us needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); waking per completion\"");
     else
         r->batch_wait_us = o->batch_wait_us;

@@ -377,36 +377,6 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
 
 /* ---- stream management (XEP-0198) -------------------------------------------- */
 
-/* The unsigned value of attribute <name> of the start tag of <span>;
- * false when it is absent or not a number below 2^32. */
-static bool attr_u32(const char *span, size_t len, const char *name, uint32_t *out)
-{
-    const char *end = memchr(span, '>', len);
-    size_t nl = strlen(name);
-    for (const char *p = span; end && p + nl + 2 < end; p++) {
-        if ((p[0] != ' ' && p[0] != '\t' && p[0] != '\n' && p[0] != '\r') ||
-            memcmp(p + 1, name, nl) != 0)
-            continue;
-        const char *q = p + 1 + nl;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-            q++;
-        if (q >= end || *q++ != '=')
-            continue;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-            q++;
-        if (q >= end || (*q != '\'' && *q != '"'))
-            continue;
-        char quote = *q++;
-        const char *d = q;
-        uint64_t v = parse_u64(&q, end);
-        if (q == d || q >= end || *q != quote || q - d > 10 || v > UINT32_MAX)
-            return false;
-        *out = (uint32_t)v;
-        return true;
-    }
-    return false;
-}
-
 static void send_ack(sb_thread_t *t, sb_sess_t *s)
 {
     char buf[64];
@@ -445,10 +415,13 @@ static void on_sm(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
     } else if (name_is(span, h, "a")) {
         uint32_t acked;
         bump(&t->c.sm_acks_received);
-        if (!attr_u32(span, len, "h", &acked))
+        sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+        const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+        if (!root || !sz_xml_attr_u32(root, "h", &acked))
             sb_err(t, "client:sm-ack-without-h");
         else if ((uint32_t)(s->sm_out - acked) > UINT32_MAX / 2)
             sb_err(t, "client:sm-ack-beyond-sent");
+        sz_xml_tree_free(tr);
     }
 }
 

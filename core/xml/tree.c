@@ -457,6 +457,24 @@ const char *sz_xml_attr(const sz_xml_node_t *n, const char *name, const char *ns
     return NULL;
 }
 
+bool sz_xml_attr_u32(const sz_xml_node_t *n, const char *name, uint32_t *out)
+{
+    size_t len = 0;
+    const char *s = sz_xml_attr(n, name, NULL, &len);
+    if (!s || len == 0 || len > 10)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
 const char *sz_xml_text(const sz_xml_node_t *n, size_t *len)
 {
     if (len)

@@ -12,6 +12,7 @@
 #define SZ_CORE_XML_TREE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/xml/parser.h"
@@ -74,6 +75,14 @@ const sz_xml_node_t *sz_xml_next(const sz_xml_node_t *prev, const char *name, co
  * *<len> gets its length when <len> is not NULL.
  */
 const char *sz_xml_attr(const sz_xml_node_t *n, const char *name, const char *ns, size_t *len);
+
+/**
+ * Unprefixed attribute <name> of <n> as an unsigned 32-bit number written
+ * in decimal digits only (XML Schema unsignedInt without sign or spaces, as
+ * XEP-0198 'h'). Returns false when it is absent, empty, not digits, or
+ * 2^32 or more.
+ */
+bool sz_xml_attr_u32(const sz_xml_node_t *n, const char *name, uint32_t *out);
 
 /** Concatenated direct text of element <n> ("" when none). */
 const char *sz_xml_text(const sz_xml_node_t *n, size_t *len);

@@ -6,6 +6,7 @@
 #include "core/stanza.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #include "core/mem.h"
 #include "core/xml/tree.h"
@@ -256,9 +257,40 @@ SZ_TEST(stanza_errors)
                  e == SZ_STANZA_ERR_UNDEFINED_CONDITION);
 }
 
+/* Decimal unsignedInt attributes (XEP-0198 'h'). */
+SZ_TEST(attr_u32)
+{
+    static const struct {
+        const char *h;
+        bool ok;
+        uint32_t v;
+    } cases[] = {
+        {"0", true, 0},          {"4294967295", true, 4294967295u}, {"007", true, 7},
+        {"4294967296", false, 0}, {"", false, 0}, {"-1", false, 0}, {" 1", false, 0},
+        {"1e3", false, 0},       {"99999999999", false, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char xml[96];
+        int n = snprintf(xml, sizeof(xml), "<a xmlns='urn:xmpp:sm:3' h='%s'/>", cases[i].h);
+        sz_stanza_t *st = sz_stanza_from_xml(xml, (size_t)n);
+        SZ_CHECK(st != NULL);
+        if (!st)
+            continue;
+        const sz_xml_node_t *root = sz_stanza_tree(st);
+        uint32_t v = 12345;
+        bool ok = root && sz_xml_attr_u32(root, "h", &v);
+        SZ_CHECK(ok == cases[i].ok);
+        if (ok && cases[i].ok)
+            SZ_CHECK(v == cases[i].v);
+        SZ_CHECK(!root || !sz_xml_attr_u32(root, "missing", &v));
+        sz_stanza_unref(st);
+    }
+}
+
 int main(void)
 {
     SZ_RUN(header_and_kind);
+    SZ_RUN(attr_u32);
     SZ_RUN(tree);
     SZ_RUN(rewrite);
     SZ_RUN(stanza_errors);
