@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,6 +19,11 @@
 #include "core/mem.h"
 
 #define LISTEN_BACKLOG 4096
+#define BURST_FIRST    2  /* single accepts queued on readiness */
+#define BURST_MAX      64 /* a burst that accepted every time doubles, up to this */
+#ifndef IORING_ACCEPT_DONTWAIT
+#define IORING_ACCEPT_DONTWAIT (1U << 1) /* Linux 6.10; newer than liburing 2.3's headers */
+#endif
 
 static int make_addr(const sz_conf_listen_t *cl, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -80,6 +86,7 @@ int sz_listener_open(sz_listener_t *l, const sz_conf_listen_t *cl, unsigned n, c
     }
     close(fd);
     l->fds = sz_malloc(sizeof(int) * n);
+    l->st = sz_calloc(n, sizeof(*l->st));
     for (unsigned i = 0; i < n; i++)
         l->fds[i] = -1;
     for (unsigned i = 0; i < n; i++) {
@@ -109,15 +116,49 @@ void sz_listener_close(sz_listener_t *l)
             close(l->fds[i]);
     sz_free(l->fds);
     l->fds = NULL;
+    sz_free(l->st);
+    l->st = NULL;
 }
 
 void sz_listener_arm(sz_reactor_t *r, sz_listener_t *l, unsigned idx)
 {
+    sz_accept_state_t *st = &l->st[r->id];
     struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    st->ended = false;
+    /* batch_wait_us is non-zero only on kernels with the minimum-wait
+     * feature (6.12), which also have IORING_ACCEPT_DONTWAIT (6.10). */
+    st->poll = r->batch_wait_us != 0;
+    if (st->poll) {
+        io_uring_prep_poll_multishot(sqe, l->fds[r->id], POLLIN);
+        sqe->user_data = sz_ud(SZ_OP_ACCEPT, SZ_ACCEPT_READY, idx);
+        return;
+    }
     /* No SOCK_CLOEXEC: a direct descriptor has no fd to inherit, and the
      * kernel rejects the flag with a fixed-file target. */
     io_uring_prep_multishot_accept_direct(sqe, l->fds[r->id], NULL, NULL, 0);
-    sqe->user_data = sz_ud(SZ_OP_ACCEPT, 0, idx);
+    sqe->user_data = sz_ud(SZ_OP_ACCEPT, SZ_ACCEPT_MULTI, idx);
+}
+
+void sz_listener_burst(sz_reactor_t *r, sz_listener_t *l, unsigned idx)
+{
+    sz_accept_state_t *st = &l->st[r->id];
+    /* One more than expected: the -EAGAIN that ends a burst is the proof
+     * that the backlog is empty, and the only wasted accept. */
+    unsigned n = st->empty || !st->burst ? BURST_FIRST : st->burst * 2u;
+    if (n > BURST_MAX)
+        n = BURST_MAX;
+    st->burst = (uint16_t)n;
+    st->empty = false;
+    for (unsigned i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+        /* liburing 2.3 adds one to the index without special-casing
+         * "allocate", so pass the value that becomes IORING_FILE_INDEX_ALLOC. */
+        io_uring_prep_accept_direct(sqe, l->fds[r->id], NULL, NULL, 0,
+                                    IORING_FILE_INDEX_ALLOC - 1);
+        sqe->ioprio |= IORING_ACCEPT_DONTWAIT;
+        sqe->user_data = sz_ud(SZ_OP_ACCEPT, SZ_ACCEPT_ONE, idx);
+        st->inflight++;
+    }
 }
 
 void sz_listener_stop(sz_reactor_t *r, sz_listener_t *l, unsigned idx)

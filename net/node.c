@@ -102,25 +102,44 @@ static void on_rearm(sz_timer_t *t)
         sz_listener_arm(r, l, ra->idx);
 }
 
-static void on_accept(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+/* One accept result. Returns true on an error that should pause accepting
+ * for a while (never spin on a persistent error). */
+static bool accepted(sz_reactor_t *r, sz_node_t *node, unsigned idx, int res)
 {
-    sz_node_t *node = sz_node_current();
-    unsigned idx = SZ_UD_SLOT(cqe->user_data);
-    bool retry_later = false;
-    if (cqe->res >= 0) {
-        sz_conns_adopt(r, (uint32_t)cqe->res, idx,
+    if (res >= 0) {
+        sz_conns_adopt(r, (uint32_t)res, idx,
                        strchr(node->listeners[idx].conf->address, ':') ? AF_INET6 : AF_INET);
-    } else if (cqe->res == -ENFILE) {
+        return false;
+    }
+    if (res == -ENFILE) {
         /* No free direct-descriptor slot: the kernel has already closed
          * the new socket. Existing connections are unaffected. */
         SZ_STAT_ADD(&r->stats, refused, 1);
-    } else if (cqe->res != -ECANCELED) {
-        SZ_WARN("msg=\"accept failed\" listener=%u err=\"%s\"", idx, strerror(-cqe->res));
-        retry_later = true; /* never spin on a persistent error */
+        return false;
     }
-    if (cqe->flags & IORING_CQE_F_MORE)
-        return;
+    if (res == -ECANCELED || res == -EAGAIN)
+        return false;
+    SZ_WARN("msg=\"accept failed\" listener=%u err=\"%s\"", idx, strerror(-res));
+    return true;
+}
+
+/* Stopping and nothing of listener <idx> left in flight: close the socket. */
+static void accept_close(sz_reactor_t *r, sz_node_t *node, unsigned idx)
+{
     sz_listener_t *l = &node->listeners[idx];
+    if (l->fds[r->id] >= 0) {
+        close(l->fds[r->id]);
+        l->fds[r->id] = -1;
+    }
+    node->accepts[r->id]--;
+}
+
+/* The armed multishot request of listener <idx> ended: re-arm it (later,
+ * after an error), or when stopping close once no burst is in flight. */
+static void accept_ended(sz_reactor_t *r, sz_node_t *node, unsigned idx, bool retry_later)
+{
+    sz_listener_t *l = &node->listeners[idx];
+    l->st[r->id].ended = true;
     if (!r->stopping && l->fds[r->id] >= 0) {
         if (retry_later) {
             struct rearm *ra = &node->rearm[r->id * node->nlisteners + idx];
@@ -131,12 +150,44 @@ static void on_accept(sz_reactor_t *r, const struct io_uring_cqe *cqe)
         }
         return;
     }
-    /* Accept ended for good: close this reactor's socket. */
-    if (l->fds[r->id] >= 0) {
-        close(l->fds[r->id]);
-        l->fds[r->id] = -1;
+    if (l->st[r->id].inflight == 0)
+        accept_close(r, node, idx);
+}
+
+static void on_accept(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_node_t *node = sz_node_current();
+    unsigned idx = SZ_UD_SLOT(cqe->user_data);
+    sz_listener_t *l = &node->listeners[idx];
+    sz_accept_state_t *st = &l->st[r->id];
+    switch (SZ_UD_GEN(cqe->user_data)) {
+    case SZ_ACCEPT_ONE: /* readiness mode: one of a burst */
+        if (accepted(r, node, idx, cqe->res) || cqe->res == -EAGAIN)
+            st->empty = true;
+        if (--st->inflight)
+            return;
+        if (st->ended && (r->stopping || l->fds[r->id] < 0))
+            accept_close(r, node, idx);
+        else if (!st->empty && !r->stopping)
+            sz_listener_burst(r, l, idx); /* every one got a connection: maybe more */
+        return;
+    case SZ_ACCEPT_READY: /* readiness mode: the socket has connections */
+        if (cqe->res > 0 && st->inflight == 0 && !r->stopping)
+            sz_listener_burst(r, l, idx);
+        if (cqe->flags & IORING_CQE_F_MORE)
+            return;
+        if (cqe->res < 0 && cqe->res != -ECANCELED)
+            SZ_WARN("msg=\"listener poll failed\" listener=%u err=\"%s\"", idx,
+                    strerror(-cqe->res));
+        accept_ended(r, node, idx, cqe->res < 0 && cqe->res != -ECANCELED);
+        return;
+    default: { /* SZ_ACCEPT_MULTI */
+        bool retry_later = accepted(r, node, idx, cqe->res);
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            accept_ended(r, node, idx, retry_later);
+        return;
     }
-    node->accepts[r->id]--;
+    }
 }
 
 static void on_stop(sz_reactor_t *r)
@@ -144,7 +195,13 @@ static void on_stop(sz_reactor_t *r)
     sz_node_t *node = sz_node_current();
     for (unsigned i = 0; i < node->nlisteners; i++) {
         sz_timer_cancel(&r->wheel, &node->rearm[r->id * node->nlisteners + i].t);
-        sz_listener_stop(r, &node->listeners[i], i);
+        sz_accept_state_t *st = &node->listeners[i].st[r->id];
+        if (st->ended) { /* waiting for a re-arm: nothing to cancel */
+            if (st->inflight == 0 && node->listeners[i].fds[r->id] >= 0)
+                accept_close(r, node, i);
+        } else {
+            sz_listener_stop(r, &node->listeners[i], i);
+        }
     }
     sz_conns_shutdown(r);
 }
