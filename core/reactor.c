@@ -2,7 +2,7 @@
  * The reactor loop. One thread owns one ring; every completion, timer and
  * inbound message of that thread is handled here, in this order per
  * iteration: completions, timers, cross-reactor inbox, upper-layer flush,
- * doorbells, submit-and-wait. Nothing here blocks except that wait.
+ * iteration hooks, doorbells, submit-and-wait. Nothing here blocks except that wait.
  */
 #include "core/reactor.h"
 
@@ -19,18 +19,32 @@
 #define SQ_ENTRIES    4096
 #define CQ_ENTRIES    65536
 #define BATCH_WAIT_NR 64 /* completions that end a batching wait early */
+#define IDLE_WAIT_S   3600 /* batching wait with no timer due: re-checked hourly */
 #ifndef IORING_FEAT_MIN_TIMEOUT
 #define IORING_FEAT_MIN_TIMEOUT (1U << 15) /* Linux 6.12; newer than liburing 2.3's headers */
 #endif
 #define XQ_BUDGET     1024 /* messages drained per iteration before other work runs */
 
 static sz_cqe_fn handlers[SZ_OP_MAX];
+static void (*hooks[SZ_REACTOR_HOOKS])(void);
+static unsigned nhooks;
 static __thread sz_reactor_t *self;
 
 void sz_reactor_set_handler(unsigned op, sz_cqe_fn fn)
 {
     if (op < SZ_OP_MAX)
         handlers[op] = fn;
+}
+
+int sz_reactor_add_iteration_hook(void (*fn)(void))
+{
+    for (unsigned i = 0; i < nhooks; i++)
+        if (hooks[i] == fn)
+            return 0;
+    if (nhooks == SZ_REACTOR_HOOKS)
+        return -ENOSPC;
+    hooks[nhooks++] = fn;
+    return 0;
 }
 
 sz_reactor_t *sz_reactor_self(void)
@@ -235,11 +249,20 @@ static unsigned handle_cqes(sz_reactor_t *r)
  * the completions that arrive meanwhile (IORING_FEAT_MIN_TIMEOUT, Linux
  * 6.12). Each wake-up then serves several stanzas: at moderate rates the
  * sleep/wake cost per stanza, not the stanza work, dominates a reactor's
- * CPU. <tsp> bounds the wait for the first completion (timers); NULL waits
- * indefinitely.
+ * CPU. The kernel's minimum wait counts from the start of the wait, so a
+ * reactor that slept longer than batch_wait_us (idle) handles the next
+ * completion at once: only sustained load is batched. <tsp> bounds the
+ * wait for the first completion (timers); NULL waits indefinitely.
  */
 static int batch_wait(sz_reactor_t *r, struct __kernel_timespec *tsp)
 {
+    /* Without any timeout the kernel ends the wait when the minimum wait
+     * expires, even with nothing to do: an idle reactor would wake every
+     * batch_wait_us. With a (distant) timeout it instead sleeps on until
+     * the first completion, which then wakes it at once. */
+    struct __kernel_timespec far = {.tv_sec = IDLE_WAIT_S, .tv_nsec = 0};
+    if (!tsp)
+        tsp = &far;
     if (io_uring_sq_ready(&r->ring)) {
         int ret = io_uring_submit(&r->ring);
         if (ret < 0)
@@ -280,6 +303,8 @@ void sz_reactor_run(sz_reactor_t *r)
 
         if (r->on_flush)
             r->on_flush(r);
+        for (unsigned i = 0; i < nhooks; i++)
+            hooks[i]();
         ring_doorbells(r);
 
         if (r->stopping && (!r->quiesced || r->quiesced(r))) {
@@ -289,7 +314,7 @@ void sz_reactor_run(sz_reactor_t *r)
 
         /* Sleep only when nothing is pending: no completions waiting and
          * (after the fence in sz_xq_idle) no inbound message. */
-        struct __kernel_timespec ts = {0, 0}, *tsp = &ts;
+        struct __kernel_timespec zero = {0, 0}, ts, *tsp = &zero;
         if (io_uring_cq_ready(&r->ring) == 0 && sz_xq_idle(r->xq, r->id)) {
             uint64_t next = sz_wheel_next(&r->wheel);
             if (r->stopping && next > 100)
@@ -299,12 +324,13 @@ void sz_reactor_run(sz_reactor_t *r)
             } else {
                 ts.tv_sec = (long long)(next / 1000);
                 ts.tv_nsec = (long long)(next % 1000) * 1000000;
+                tsp = &ts;
             }
         }
         struct io_uring_cqe *cqe;
         int ret;
-        if (r->batch_wait_us && !r->stopping)
-            ret = batch_wait(r, tsp);
+        if (r->batch_wait_us && !r->stopping && tsp != &zero)
+            ret = batch_wait(r, tsp); /* work pending (zero): no batching wait */
         else if (tsp)
             ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);
         else

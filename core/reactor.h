@@ -117,6 +117,16 @@ struct sz_reactor {
 void sz_reactor_set_handler(unsigned op, sz_cqe_fn fn);
 
 /**
+ * Global, main thread before any reactor starts: <fn> runs on every
+ * reactor at the end of each loop iteration, after on_flush and before the
+ * doorbells (e.g. waking other threads once for all the work handed to
+ * them during the iteration). Adding the same <fn> again does nothing.
+ * At most SZ_REACTOR_HOOKS; returns 0 or -ENOSPC.
+ */
+#define SZ_REACTOR_HOOKS 4
+int sz_reactor_add_iteration_hook(void (*fn)(void));
+
+/**
  * Reactor thread (the ring's single issuer). Sets up the ring (single
  * issuer, deferred task running where the kernel has them), the sparse
  * direct-descriptor table, the provided-buffer ring and the wheel, then

@@ -37,7 +37,7 @@
 #include "core/reactor.h"
 #include "storage/backend.h"
 
-#define WORKER_RING_ENTRIES 8
+#define WORKER_RING_ENTRIES 64 /* results posted back per submit */
 #define POST_RETRY_US       1000 /* reactor CQ full: the worker waits, never drops */
 
 struct sz_store_wait {
@@ -71,6 +71,10 @@ struct sz_store {
 };
 
 static __thread unsigned inflight;
+/* Reactor thread: workers handed a request since the last sz_store_flush()
+ * while their queue was empty (they may be asleep). Bit i = worker i. */
+static __thread uint64_t owed;
+static __thread sz_store_t *owed_store;
 
 unsigned sz_store_inflight(void)
 {
@@ -145,7 +149,9 @@ static void complete_names(sz_store_req_t *q)
 
 /* ---- workers ------------------------------------------------------------- */
 
-static void push(struct worker *w, sz_store_req_t *q)
+/* Queues <q>. Returns true on the empty -> non-empty transition, the only
+ * one after which the worker may be asleep and must be signalled. */
+static bool push(struct worker *w, sz_store_req_t *q)
 {
     pthread_mutex_lock(&w->mu);
     q->_next = NULL;
@@ -156,20 +162,37 @@ static void push(struct worker *w, sz_store_req_t *q)
         w->head = q;
     w->tail = q;
     pthread_mutex_unlock(&w->mu);
-    /* The worker sleeps only on an empty queue: signal only on the
-     * empty -> non-empty transition. */
-    if (was_empty)
-        pthread_cond_signal(&w->cv);
+    return was_empty;
+}
+
+static void wake(struct worker *w)
+{
+    pthread_cond_signal(&w->cv);
+}
+
+void sz_store_flush(void)
+{
+    sz_store_t *s = owed_store;
+    while (owed) {
+        unsigned i = (unsigned)__builtin_ctzll(owed);
+        owed &= owed - 1;
+        wake(&s->workers[i]);
+    }
 }
 
 /* Hands <q> back to a reactor: one MSG_RING whose CQE lands on the
  * reactor's ring as user_data (SZ_OP_STORAGE, q), res 0. */
+static void prep_post(struct io_uring_sqe *sqe, sz_store_req_t *q)
+{
+    io_uring_prep_msg_ring(sqe, q->_ring_fd, 0, sz_ud_ptr(SZ_OP_STORAGE, q), 0);
+    sqe->user_data = (uint64_t)(uintptr_t)q;
+}
+
+/* Posts <q> alone, retrying while the reactor's completion queue is full. */
 static void post_to_reactor(struct worker *w, sz_store_req_t *q)
 {
     for (;;) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-        io_uring_prep_msg_ring(sqe, q->_ring_fd, 0, sz_ud_ptr(SZ_OP_STORAGE, q), 0);
-        sqe->user_data = 1;
+        prep_post(io_uring_get_sqe(&w->ring), q);
         int ret = io_uring_submit_and_wait(&w->ring, 1);
         struct io_uring_cqe *cqe = NULL;
         if (ret >= 0)
@@ -194,19 +217,50 @@ static void post_to_reactor(struct worker *w, sz_store_req_t *q)
     }
 }
 
-static void finish(struct worker *w, sz_store_req_t *q)
+/* Posts the reactor requests of the list <q> (linked by _next, which the
+ * reactor may reuse once posted) with one submit per WORKER_RING_ENTRIES;
+ * a post that fails goes again alone through post_to_reactor(). */
+static void post_batch(struct worker *w, sz_store_req_t *q)
 {
-    if (q->_wait) {
-        struct sz_store_wait *wt = q->_wait;
-        pthread_mutex_lock(&wt->mu);
-        wt->done = true;
-        pthread_cond_signal(&wt->cv);
-        pthread_mutex_unlock(&wt->mu);
-        return; /* the caller may free <q> from here on */
+    while (q) {
+        unsigned n = 0;
+        while (q && n < WORKER_RING_ENTRIES) {
+            sz_store_req_t *next = q->_next;
+            prep_post(io_uring_get_sqe(&w->ring), q);
+            n++;
+            q = next;
+        }
+        int ret = io_uring_submit_and_wait(&w->ring, n);
+        if (ret < 0 && ret != -EINTR)
+            SZ_WARN("msg=\"storage post submit failed\" err=\"%s\"", strerror(-ret));
+        while (n) {
+            struct io_uring_cqe *cqe;
+            if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+                continue; /* -EINTR: the posts are submitted; wait again */
+            sz_store_req_t *done = (sz_store_req_t *)(uintptr_t)cqe->user_data;
+            int res = cqe->res;
+            io_uring_cqe_seen(&w->ring, cqe);
+            n--;
+            if (res < 0)
+                post_to_reactor(w, done);
+        }
     }
-    post_to_reactor(w, q);
 }
 
+/* Wakes a blocking caller waiting for <q>. */
+static void finish_wait(sz_store_req_t *q)
+{
+    struct sz_store_wait *wt = q->_wait;
+    pthread_mutex_lock(&wt->mu);
+    wt->done = true;
+    pthread_cond_signal(&wt->cv);
+    pthread_mutex_unlock(&wt->mu);
+    /* the caller may free <q> from here on */
+}
+
+/* Each wake-up takes the whole queue: requests that piled up while the
+ * worker was busy cost one lock, and their results go back to reactors
+ * with one submit. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -219,6 +273,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         if (!q)
             break; /* stop, and nothing left queued */
+        sz_store_req_t *post = NULL, **tail = &post;
         while (q) {
             sz_store_req_t *next = q->_next;
             if (q->op == SZ_STORE_CALL) {
@@ -227,9 +282,16 @@ static void *worker_main(void *arg)
             } else {
                 w->s->be->exec(w->conn, q);
             }
-            finish(w, q);
+            if (q->_wait) {
+                finish_wait(q);
+            } else {
+                q->_next = NULL;
+                *tail = q;
+                tail = &q->_next;
+            }
             q = next;
         }
+        post_batch(w, post);
     }
     return NULL;
 }
@@ -249,7 +311,10 @@ static int submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
     if (r) {
         q->_ring_fd = r->ring.ring_fd;
         inflight++;
-        push(w, q);
+        if (push(w, q)) {
+            owed |= 1ull << idx; /* woken in sz_store_flush(), once per iteration */
+            owed_store = s;
+        }
         return 0;
     }
     struct sz_store_wait wt;
@@ -257,7 +322,8 @@ static int submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
     pthread_cond_init(&wt.cv, NULL);
     wt.done = false;
     q->_wait = &wt;
-    push(w, q);
+    if (push(w, q))
+        wake(w);
     pthread_mutex_lock(&wt.mu);
     while (!wt.done)
         pthread_cond_wait(&wt.cv, &wt.mu);
@@ -283,6 +349,7 @@ static void on_storage(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 void sz_store_register_handlers(void)
 {
     sz_reactor_set_handler(SZ_OP_STORAGE, on_storage);
+    sz_reactor_add_iteration_hook(sz_store_flush);
 }
 
 /* ---- open / close -------------------------------------------------------- */

@@ -91,6 +91,15 @@ void sz_store_register_handlers(void);
  */
 unsigned sz_store_inflight(void);
 
+/**
+ * Reactor thread, end of each loop iteration (registered by
+ * sz_store_register_handlers as a reactor iteration hook). Wakes, once,
+ * each worker this reactor handed a request to while the worker's queue
+ * was empty; requests submitted during one iteration thus cost one
+ * wake-up per worker rather than one each.
+ */
+void sz_store_flush(void);
+
 /** Backend name ("sqlite"). Any thread. */
 const char *sz_store_backend(const sz_store_t *s);
 
