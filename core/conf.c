@@ -93,7 +93,7 @@ static const struct row conf_rows[] = {
      NULL},
     {"node.queue_entries", T_U32, F_POW2, 16, 1u << 20, 4096, NULL, C(node.queue_entries), NULL,
      NULL},
-    {"node.batch_wait_us", T_U32, 0, 0, 100000, 0, NULL, C(node.batch_wait_us), NULL, NULL},
+    {"node.batch_wait_us", T_U32, 0, 0, 100000, 2000, NULL, C(node.batch_wait_us), NULL, NULL},
     {"node.pin_threads", T_BOOL, 0, 0, 0, 0, NULL, C(node.pin_threads), NULL, NULL},
     {"node.secret", T_STR, F_NULL, 0, 0, 0, NULL, C(node.secret), NULL, NULL},
     {"storage.backend", T_STRSET, 0, 0, 0, 0, "sqlite", C(storage.backend), parse_backend,

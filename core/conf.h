@@ -65,7 +65,7 @@ typedef struct sz_conf {
         uint32_t recv_buffers;          /* provided buffers per reactor, power of 2, 16..32768, default 512 */
         uint32_t recv_buffer_bytes;     /* bytes per provided buffer, 512..65536, default 4096 */
         uint32_t queue_entries;         /* cross-reactor ring slots per pair, power of 2, 16..1048576, default 4096 */
-        uint32_t batch_wait_us;         /* reactor wake-up batching window, 0..100000 µs, default 0 */
+        uint32_t batch_wait_us;         /* reactor wake-up batching window, 0..100000 µs, default 2000 */
         bool pin_threads;               /* pin reactor i to CPU i, default false */
         char *secret;                   /* keys SCRAM answers for unknown users; NULL: random per process */
     } node;

@@ -126,7 +126,8 @@ int sz_reactor_init(sz_reactor_t *r, const sz_reactor_opts_t *o)
     /* The batching wait needs IORING_FEAT_MIN_TIMEOUT; older kernels
      * reject the non-zero field, so fall back to waking per completion. */
     if (o->batch_wait_us && !(r->ring.features & IORING_FEAT_MIN_TIMEOUT))
-        SZ_WARN("msg=\"node.batch_wait_us needs Linux 6.12 (IORING_FEAT_MIN_TIMEOUT); waking per completion\"");
+        SZ_INFO("msg=\"no wake-up batching: node.batch_wait_us needs Linux 6.12 "
+                "(IORING_FEAT_MIN_TIMEOUT); waking per completion\"");
     else
         r->batch_wait_us = o->batch_wait_us;
     sz_wheel_init(&r->wheel, sz_now_ms());

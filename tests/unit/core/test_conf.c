@@ -68,7 +68,7 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->node.recv_buffers, 512);
     SZ_CHECK_INT(c->node.recv_buffer_bytes, 4096);
     SZ_CHECK_INT(c->node.queue_entries, 4096);
-    SZ_CHECK_INT(c->node.batch_wait_us, 0);
+    SZ_CHECK_INT(c->node.batch_wait_us, 2000);
     SZ_CHECK_INT(c->limits.max_unacked_stanzas, 500);
     SZ_CHECK(!c->node.pin_threads);
     SZ_CHECK_INT(c->nhosts, 0);
