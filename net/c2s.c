@@ -172,13 +172,26 @@ static void c2s_writes(struct c2s *cs, const char *s)
     c2s_write(cs, s, strlen(s));
 }
 
+/* Writes <nbytes> random bytes as 2 * <nbytes> lowercase hex digits and a
+ * NUL into <out> (stream ids, server-generated resources). */
+static void random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t rnd[32];
+    if (nbytes > sizeof(rnd))
+        nbytes = sizeof(rnd);
+    RAND_bytes(rnd, nbytes);
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[rnd[i] >> 4];
+        out[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+}
+
 static void send_header(struct c2s *cs)
 {
-    uint8_t rnd[12];
-    RAND_bytes(rnd, sizeof(rnd));
     char id[25];
-    for (unsigned i = 0; i < sizeof(rnd); i++)
-        snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+    random_hex(id, 12);
     char buf[512];
     int n = snprintf(buf, sizeof(buf),
                      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
@@ -786,10 +799,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     char gen[24];
     if (!rtext || rl == 0) {
         /* Server-generated resource (RFC 6120 §7.6). */
-        uint8_t rnd[8];
-        RAND_bytes(rnd, sizeof(rnd));
-        for (unsigned i = 0; i < sizeof(rnd); i++)
-            snprintf(gen + 2 * i, 3, "%02x", rnd[i]);
+        random_hex(gen, 8);
         rtext = gen;
         rl = 16;
     }
