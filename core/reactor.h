@@ -35,6 +35,11 @@ enum sz_op {
     SZ_OP_SLOT_CLOSE, /* close_direct of a slot whose connection moved away */
     SZ_OP_MOVE_OUT,   /* MSG_RING SEND_FD completion on the sending reactor */
     SZ_OP_MOVE_IN,    /* handed-off descriptor arrived; low 56 bits = state pointer */
+    SZ_OP_MOVE_FD,     /* hand-off: FIXED_FD_INSTALL done on the sending reactor */
+    SZ_OP_MOVE_ARRIVE, /* hand-off arrived (MSG_RING data); low 56 bits = hand-off */
+    SZ_OP_MOVE_INSTALL,/* hand-off: FILES_UPDATE done on the receiving reactor */
+    SZ_OP_MOVE_DONE,   /* hand-off answered (or not sent); low 56 bits = hand-off */
+    SZ_OP_MOVE_REPLY,  /* failed answer post of a hand-off */
     SZ_OP_CANCEL,     /* cancel requests */
     SZ_OP_PEER,       /* getsockopt(SO_PEERNAME) of a new connection; low 56 bits = op pointer */
     SZ_OP_SHUTDOWN,   /* shutdown(SHUT_WR) of a draining connection */

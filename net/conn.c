@@ -14,6 +14,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -24,7 +25,7 @@ _Static_assert(sizeof(sz_conn_t) == 104, "sz_conn_t layout changed: update the b
 #define SZ_CF_SEND      0x02 /* a send is in flight */
 #define SZ_CF_CANCEL    0x04 /* cancel of all I/O submitted */
 #define SZ_CF_CLOSE     0x08 /* close_direct submitted */
-#define SZ_CF_MOVE      0x10 /* MSG_RING SEND_FD submitted: not ours any more */
+#define SZ_CF_MOVE      0x10 /* hand-off submitted: not ours any more */
 #define SZ_CF_DIRTY     0x20 /* on the flush list */
 #define SZ_CF_EOF       0x40 /* peer closed its side */
 #define SZ_CF_PEER      0x80 /* peer-address query in flight */
@@ -61,6 +62,24 @@ struct slot_entry {
  * exit while one is in the air, or the connection would land on a ring
  * nobody reads. Node-wide, any reactor. */
 static uint64_t moves_inflight;
+/* The kernel lacks IORING_OP_FIXED_FD_INSTALL (Linux < 6.8): hand off with
+ * MSG_RING SEND_FD instead. Node-wide, set once. */
+static int move_send_fd;
+
+#ifndef IORING_OP_FIXED_FD_INSTALL
+#define IORING_OP_FIXED_FD_INSTALL 54 /* Linux 6.8; newer than liburing 2.3's headers */
+#endif
+
+/* One hand-off by descriptor install (see submit_move). Allocated and freed
+ * by the sending reactor; the receiving one fills in the answer. */
+struct move {
+    sz_conn_t *c;
+    int fd;              /* process descriptor holding the socket in transit */
+    int io;              /* FILES_UPDATE: the fd in, the allocated slot out */
+    int ring_fd;         /* the sender's ring, for the answer */
+    uint32_t slot;       /* the sender's slot */
+    bool answered;       /* set by the receiver, which then closed <fd> */
+};
 /* Set (main thread) before any reactor is told to stop: no new handoff may
  * start then, because its destination may be about to exit. */
 static int conns_stopping;
@@ -468,10 +487,28 @@ int sz_conn_move(sz_conn_t *c, unsigned dst)
     return 0;
 }
 
+/*
+ * Hand-off. The descriptor leaves our table as a process descriptor
+ * (IORING_OP_FIXED_FD_INSTALL), its number travels with the connection in
+ * a MSG_RING data message, the destination puts it into its own table
+ * (IORING_OP_FILES_UPDATE at a free index) and answers with another data
+ * message; only then do we close our slot. Data messages respect the
+ * destination's batching window, whereas MSG_RING SEND_FD (the fallback
+ * for kernels before 6.8) wakes both reactors at once.
+ */
 static void submit_move(sz_reactor_t *r, sz_conn_t *c)
 {
-    int fd = __atomic_load_n(&r->ring_fds[c->move_to], __ATOMIC_ACQUIRE);
     struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    c->flags |= SZ_CF_MOVE;
+    conns_of(r)->slots[c->slot].moving = 1;
+    if (!__atomic_load_n(&move_send_fd, __ATOMIC_RELAXED)) {
+        /* Installed with O_CLOEXEC (the default of the operation). */
+        io_uring_prep_rw(IORING_OP_FIXED_FD_INSTALL, sqe, (int)c->slot, NULL, 0, 0);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        sqe->user_data = sz_ud(SZ_OP_MOVE_FD, c->gen, c->slot);
+        return;
+    }
+    int fd = __atomic_load_n(&r->ring_fds[c->move_to], __ATOMIC_ACQUIRE);
     /* IORING_MSG_SEND_FD: install our direct descriptor <slot> into the
      * destination's table at a free index (FILE_INDEX_ALLOC); the
      * destination's completion carries <off> as user_data, here the
@@ -481,40 +518,36 @@ static void submit_move(sz_reactor_t *r, sz_conn_t *c)
     sqe->addr3 = c->slot;
     sqe->file_index = IORING_FILE_INDEX_ALLOC;
     sqe->user_data = sz_ud(SZ_OP_MOVE_OUT, c->gen, c->slot);
-    c->flags |= SZ_CF_MOVE;
-    conns_of(r)->slots[c->slot].moving = 1;
     /* From here on <c> belongs to the destination as soon as the kernel
      * delivers it: this reactor only remembers the slot, and never reads
      * <c> again unless the handoff fails. */
 }
 
-static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+/* Our copy of a handed-off connection's descriptor: forget the connection
+ * without touching it and close the slot. */
+static void moved_away(sz_reactor_t *r, uint32_t slot)
 {
     sz_conns_t *cs = conns_of(r);
-    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
-    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
-        return;
     cs->slots[slot].moving = 0;
-    if (cqe->res >= 0) {
-        /* Moved: forget the connection without touching it, and close our
-         * copy of the descriptor. */
-        cs->slots[slot].c = NULL;
-        cs->live--;
-        SZ_STAT_SUB(&r->stats, conns_open, 1);
-        SZ_STAT_ADD(&r->stats, handoff_out, 1);
-        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
-        io_uring_prep_close_direct(sqe, slot);
-        sqe->user_data = sz_ud(SZ_OP_SLOT_CLOSE, 0, slot);
-        cs->slot_closes++;
-        return;
-    }
-    /* The destination could not take it (no free slot, ring gone): the
-     * connection stays and resumes here. */
-    sz_conn_t *c = cs->slots[slot].c;
+    cs->slots[slot].c = NULL;
+    cs->live--;
+    SZ_STAT_SUB(&r->stats, conns_open, 1);
+    SZ_STAT_ADD(&r->stats, handoff_out, 1);
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    io_uring_prep_close_direct(sqe, slot);
+    sqe->user_data = sz_ud(SZ_OP_SLOT_CLOSE, 0, slot);
+    cs->slot_closes++;
+}
+
+/* The destination could not take <c> (no free slot, ring gone): the
+ * connection stays and resumes here. */
+static void move_failed(sz_reactor_t *r, sz_conn_t *c, int err)
+{
+    conns_of(r)->slots[c->slot].moving = 0;
     __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     SZ_STAT_ADD(&r->stats, handoff_failed, 1);
     SZ_DEBUG("msg=\"handoff failed\" conn=%llu err=\"%s\"", (unsigned long long)c->id,
-             strerror(-cqe->res));
+             strerror(-err));
     c->flags &= (uint16_t)~(SZ_CF_MOVE | SZ_CF_CANCEL);
     c->state = SZ_CONN_ACTIVE;
     if (r->stopping) {
@@ -527,20 +560,14 @@ static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     mark_dirty(r, c);
 }
 
-static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+/* The connection <c> arrived here in slot <slot>: adopt it. */
+static void moved_in(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
 {
-    sz_conn_t *c = SZ_UD_PTR(cqe->user_data);
-    if (cqe->res < 0)
-        return; /* not sent for failures; defensive */
-    sz_conns_t *cs = conns_of(r);
-    uint32_t slot = (uint32_t)cqe->res;
     c->flags = 0;
     c->dirty_next = NULL;
     c->state = SZ_CONN_ACTIVE;
     install(r, c, slot);
-    __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
     SZ_STAT_ADD(&r->stats, handoff_in, 1);
-    (void)cs;
     if (r->stopping) {
         /* Arrived while this reactor drains: close it like the others. */
         sz_conn_close(c, false);
@@ -551,6 +578,108 @@ static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
         mark_dirty(r, c);
     if (c->proto->on_moved)
         c->proto->on_moved(c);
+}
+
+/* Sender, SEND_FD fallback: the descriptor went across, or not. */
+static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
+    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
+        return;
+    if (cqe->res >= 0)
+        moved_away(r, slot);
+    else
+        move_failed(r, cs->slots[slot].c, cqe->res);
+}
+
+/* Receiver, SEND_FD fallback: descriptor and connection arrived together. */
+static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conn_t *c = SZ_UD_PTR(cqe->user_data);
+    if (cqe->res < 0)
+        return; /* not sent for failures; defensive */
+    __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
+    moved_in(r, c, (uint32_t)cqe->res);
+}
+
+/* Sender: our slot is now also a process descriptor; send both over. */
+static void on_move_fd(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    sz_conns_t *cs = conns_of(r);
+    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
+    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
+        return;
+    sz_conn_t *c = cs->slots[slot].c;
+    if (cqe->res == -EINVAL && !__atomic_load_n(&move_send_fd, __ATOMIC_RELAXED)) {
+        /* Linux < 6.8 does not know the operation: SEND_FD from now on. */
+        __atomic_store_n(&move_send_fd, 1, __ATOMIC_RELAXED);
+        SZ_INFO("msg=\"hand-off by MSG_RING SEND_FD: IORING_OP_FIXED_FD_INSTALL needs Linux 6.8\"");
+        submit_move(r, c);
+        return;
+    }
+    if (cqe->res < 0) { /* e.g. -EMFILE: the process descriptor table is full */
+        move_failed(r, c, cqe->res);
+        return;
+    }
+    struct move *mv = sz_malloc(sizeof(*mv));
+    *mv = (struct move){.c = c, .fd = cqe->res, .io = cqe->res, .ring_fd = r->ring.ring_fd,
+                        .slot = slot};
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    int dst = __atomic_load_n(&r->ring_fds[c->move_to], __ATOMIC_ACQUIRE);
+    io_uring_prep_msg_ring(sqe, dst, 0, sz_ud_ptr(SZ_OP_MOVE_ARRIVE, mv), 0);
+    /* Only a failed post completes here, as the destination's "no". */
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    sqe->user_data = sz_ud_ptr(SZ_OP_MOVE_DONE, mv);
+}
+
+/* Receiver: a hand-off arrived; put its descriptor into our table. */
+static void on_move_arrive(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    struct move *mv = SZ_UD_PTR(cqe->user_data);
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    io_uring_prep_files_update(sqe, &mv->io, 1, (int)IORING_FILE_INDEX_ALLOC);
+    sqe->user_data = sz_ud_ptr(SZ_OP_MOVE_INSTALL, mv);
+}
+
+/* Receiver: adopt the connection (or refuse it), then answer the sender. */
+static void on_move_install(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    struct move *mv = SZ_UD_PTR(cqe->user_data);
+    close(mv->fd); /* the table holds the socket now, or the sender still does */
+    int res = cqe->res == 1 ? 0 : cqe->res < 0 ? cqe->res : -ENFILE;
+    int ring_fd = mv->ring_fd;
+    mv->answered = true;
+    if (res == 0)
+        moved_in(r, mv->c, (uint32_t)mv->io);
+    struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+    io_uring_prep_msg_ring(sqe, ring_fd, (unsigned)res, sz_ud_ptr(SZ_OP_MOVE_DONE, mv), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    sqe->user_data = sz_ud(SZ_OP_MOVE_REPLY, 0, 0); /* <mv> is the sender's again */
+}
+
+/* Sender: the answer (res 0: moved), or the failed post of the hand-off.
+ * Until then the slot still names the connection (moving is set), so
+ * nothing here can have reused it. */
+static void on_move_done(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    struct move *mv = SZ_UD_PTR(cqe->user_data);
+    if (cqe->res == 0) {
+        __atomic_sub_fetch(&moves_inflight, 1, __ATOMIC_ACQ_REL);
+        moved_away(r, mv->slot);
+    } else {
+        if (!mv->answered)
+            close(mv->fd); /* never arrived: the descriptor in transit is ours */
+        move_failed(r, mv->c, cqe->res);
+    }
+    sz_free(mv);
+}
+
+/* Receiver: the answer could not be posted (the sender's ring is gone). */
+static void on_move_reply(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    (void)r;
+    SZ_ERROR("msg=\"handoff answer lost\" err=\"%s\"", strerror(-cqe->res));
 }
 
 static void on_slot_close(sz_reactor_t *r, const struct io_uring_cqe *cqe)
@@ -822,6 +951,11 @@ void sz_conns_register_handlers(void)
     sz_reactor_set_handler(SZ_OP_SLOT_CLOSE, on_slot_close);
     sz_reactor_set_handler(SZ_OP_MOVE_OUT, on_move_out);
     sz_reactor_set_handler(SZ_OP_MOVE_IN, on_move_in);
+    sz_reactor_set_handler(SZ_OP_MOVE_FD, on_move_fd);
+    sz_reactor_set_handler(SZ_OP_MOVE_ARRIVE, on_move_arrive);
+    sz_reactor_set_handler(SZ_OP_MOVE_INSTALL, on_move_install);
+    sz_reactor_set_handler(SZ_OP_MOVE_DONE, on_move_done);
+    sz_reactor_set_handler(SZ_OP_MOVE_REPLY, on_move_reply);
     sz_reactor_set_handler(SZ_OP_CANCEL, on_cancel);
     sz_reactor_set_handler(SZ_OP_PEER, on_peer);
     sz_reactor_set_handler(SZ_OP_SHUTDOWN, on_shutdown);

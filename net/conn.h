@@ -115,7 +115,8 @@ void sz_conn_close(sz_conn_t *c, bool flush);
 
 /**
  * Owner reactor. Hands <c> to reactor <dst>: reading stops, in-flight I/O
- * ends, then the descriptor (MSG_RING SEND_FD) and the connection state go
+ * ends, then the descriptor (as a process descriptor installed from the
+ * slot, or MSG_RING SEND_FD before Linux 6.8) and the connection state go
  * to <dst>, where proto->on_moved runs. Data already received is handled
  * here first; queued output goes along. The caller must not touch <c>
  * after this call returns 0 (it may already be on its way). Returns 0,
