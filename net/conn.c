@@ -156,6 +156,17 @@ static sz_conn_t *lookup(sz_conns_t *cs, uint64_t ud)
     return e->c;
 }
 
+/* The connection of a slot whose hand-off is in flight, or NULL for a
+ * completion that names an earlier connection of the slot. */
+static sz_conn_t *lookup_moving(sz_conns_t *cs, uint64_t ud)
+{
+    uint32_t slot = SZ_UD_SLOT(ud);
+    if (slot >= cs->nslots)
+        return NULL;
+    struct slot_entry *e = &cs->slots[slot];
+    return e->moving && e->gen == SZ_UD_GEN(ud) ? e->c : NULL;
+}
+
 static void arm_recv(sz_reactor_t *r, sz_conn_t *c)
 {
     struct io_uring_sqe *sqe = sz_reactor_sqe(r);
@@ -583,14 +594,13 @@ static void moved_in(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
 /* Sender, SEND_FD fallback: the descriptor went across, or not. */
 static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 {
-    sz_conns_t *cs = conns_of(r);
-    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
-    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
+    sz_conn_t *c = lookup_moving(conns_of(r), cqe->user_data);
+    if (!c)
         return;
     if (cqe->res >= 0)
-        moved_away(r, slot);
+        moved_away(r, c->slot);
     else
-        move_failed(r, cs->slots[slot].c, cqe->res);
+        move_failed(r, c, cqe->res);
 }
 
 /* Receiver, SEND_FD fallback: descriptor and connection arrived together. */
@@ -606,11 +616,9 @@ static void on_move_in(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 /* Sender: our slot is now also a process descriptor; send both over. */
 static void on_move_fd(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 {
-    sz_conns_t *cs = conns_of(r);
-    uint32_t slot = SZ_UD_SLOT(cqe->user_data);
-    if (slot >= cs->nslots || cs->slots[slot].gen != SZ_UD_GEN(cqe->user_data))
+    sz_conn_t *c = lookup_moving(conns_of(r), cqe->user_data);
+    if (!c)
         return;
-    sz_conn_t *c = cs->slots[slot].c;
     if (cqe->res == -EINVAL && !__atomic_load_n(&move_send_fd, __ATOMIC_RELAXED)) {
         /* Linux < 6.8 does not know the operation: SEND_FD from now on. */
         __atomic_store_n(&move_send_fd, 1, __ATOMIC_RELAXED);
@@ -624,7 +632,7 @@ static void on_move_fd(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     }
     struct move *mv = sz_malloc(sizeof(*mv));
     *mv = (struct move){.c = c, .fd = cqe->res, .io = cqe->res, .ring_fd = r->ring.ring_fd,
-                        .slot = slot};
+                        .slot = c->slot};
     struct io_uring_sqe *sqe = sz_reactor_sqe(r);
     int dst = __atomic_load_n(&r->ring_fds[c->move_to], __ATOMIC_ACQUIRE);
     io_uring_prep_msg_ring(sqe, dst, 0, sz_ud_ptr(SZ_OP_MOVE_ARRIVE, mv), 0);
@@ -648,12 +656,11 @@ static void on_move_install(sz_reactor_t *r, const struct io_uring_cqe *cqe)
     struct move *mv = SZ_UD_PTR(cqe->user_data);
     close(mv->fd); /* the table holds the socket now, or the sender still does */
     int res = cqe->res == 1 ? 0 : cqe->res < 0 ? cqe->res : -ENFILE;
-    int ring_fd = mv->ring_fd;
     mv->answered = true;
     if (res == 0)
         moved_in(r, mv->c, (uint32_t)mv->io);
     struct io_uring_sqe *sqe = sz_reactor_sqe(r);
-    io_uring_prep_msg_ring(sqe, ring_fd, (unsigned)res, sz_ud_ptr(SZ_OP_MOVE_DONE, mv), 0);
+    io_uring_prep_msg_ring(sqe, mv->ring_fd, (unsigned)res, sz_ud_ptr(SZ_OP_MOVE_DONE, mv), 0);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     sqe->user_data = sz_ud(SZ_OP_MOVE_REPLY, 0, 0); /* <mv> is the sender's again */
 }

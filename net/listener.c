@@ -127,8 +127,7 @@ void sz_listener_arm(sz_reactor_t *r, sz_listener_t *l, unsigned idx)
     st->ended = false;
     /* batch_wait_us is non-zero only on kernels with the minimum-wait
      * feature (6.12), which also have IORING_ACCEPT_DONTWAIT (6.10). */
-    st->poll = r->batch_wait_us != 0;
-    if (st->poll) {
+    if (r->batch_wait_us) {
         io_uring_prep_poll_multishot(sqe, l->fds[r->id], POLLIN);
         sqe->user_data = sz_ud(SZ_OP_ACCEPT, SZ_ACCEPT_READY, idx);
         return;

@@ -32,7 +32,6 @@ typedef struct sz_accept_state {
     uint16_t inflight; /* single accepts of the readiness mode not completed yet */
     uint16_t burst;    /* size of the last burst */
     bool empty;        /* one of them met the empty backlog */
-    bool poll;         /* readiness mode (else multishot accept) */
     bool ended;        /* the armed multishot request ended (no IORING_CQE_F_MORE) */
 } sz_accept_state_t;
 
