@@ -103,6 +103,10 @@ static void usage(FILE *f)
         "  --tick-us N          wake up for due sends at most every N us (default 0:\n"
         "                       at each send's time). Batches sends at high rates; the\n"
         "                       added delay (< N us) is counted in the latency\n"
+        "  --lazy-recv          with --tick-us: what arrives is handled at the next\n"
+        "                       tick instead of waking the tool, as a client on\n"
+        "                       another machine never makes the server wake it;\n"
+        "                       the wait (< N us) is counted in the latency\n"
         "\n"
         "report:\n"
         "  --server-pid PID     sample the server's CPU and RSS from /proc\n"
@@ -525,7 +529,7 @@ int main(int argc, char **argv)
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
-        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM
+        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM, O_LAZY
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -544,7 +548,7 @@ int main(int argc, char **argv)
         {"tick-us", 1, NULL, O_TICK},       {"help", 0, NULL, O_HELP},
         {"tls", 1, NULL, O_TLS},            {"tls-version", 1, NULL, O_TLSVER},
         {"ca", 1, NULL, O_CA},              {"csv", 1, NULL, O_CSV},
-        {"xep0077", 0, NULL, O_XEP0077},    {"sm", 0, NULL, O_SM},
+        {"xep0077", 0, NULL, O_XEP0077},    {"sm", 0, NULL, O_SM}, {"lazy-recv", 0, NULL, O_LAZY},
         {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
         {"presence-rate", 1, NULL, O_PRATE},          {NULL, 0, NULL, 0},
     };
@@ -629,6 +633,7 @@ int main(int argc, char **argv)
         case O_CSV: csv_path = optarg; break;
         case O_XEP0077: xep0077 = true; break;
         case O_SM: cf->sm = true; break;
+        case O_LAZY: cf->lazy_recv = true; break;
         case O_PROCS: procs = (unsigned)num("--procs", optarg, 1, 64); break;
         case O_CONTACTS: cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000); break;
         case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;
@@ -648,6 +653,8 @@ int main(int argc, char **argv)
         die("%s", "a -PLUS mechanism needs --tls starttls|direct and TLS 1.3 (tls-exporter)");
     if (cf->ca && cf->tls == SB_TLS_NONE)
         die("%s", "--ca needs --tls starttls|direct");
+    if (cf->lazy_recv && !cf->tick_ns)
+        die("%s", "--lazy-recv (lazy_recv) needs --tick-us (tick_us) above 0");
     if (cf->scenario == SB_SC_ONE2ONE && cf->users < 2 * procs)
         die("%s", "one2one needs at least 2 users (per process)");
     if (cf->scenario == SB_SC_ROSTER && cf->contacts >= cf->users / procs)

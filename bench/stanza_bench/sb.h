@@ -56,6 +56,7 @@ typedef struct sb_conf {
     double login_timeout, loss_timeout; /* s */
     uint32_t bufs, buf_size;           /* provided buffers per thread */
     uint64_t tick_ns;                  /* minimum timed sleep, 0: exact */
+    bool lazy_recv;                    /* --lazy-recv: arrivals wait for the next tick */
     uint32_t contacts;                 /* roster-presence: contacts per user */
     enum sb_tls_mode tls;
     uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */

@@ -109,6 +109,7 @@ static const struct row rows[] = {
     {"bufs", T_U32, F_POW2, S_ALL, 0, 1, 32768, C(bufs)},
     {"buf_size", T_U32, 0, S_ALL, 0, 256, 1 << 20, C(buf_size)},
     {"tick_us", T_US, 0, S_ALL, 0, 0, 1e6, C(tick_ns)},
+    {"lazy_recv", T_BOOL, 0, S_ALL, 0, 0, 0, C(lazy_recv)},
 };
 #undef C
 

@@ -103,6 +103,15 @@ def test_connect_and_one2one(node):
     m = rep["messages"]
     assert rep["logins"]["online"] == 20 and m["sent"] == 50 and m["lost"] == 0, text
     n.wait_idle(timeout=30)
+
+    # --lazy-recv: arrivals wait for the tool's next tick (20 ms here), so
+    # nothing is lost, and each round trip of a login waits for a tick
+    rep, text = bench(n, "one2one", "--users", "20", "--login-rate", "100", "--duration", "1",
+                      "--msg-rate", "50", "--tick-us", "20000", "--lazy-recv")
+    m = rep["messages"]
+    assert rep["logins"]["online"] == 20 and m["sent"] == 50 and m["lost"] == 0, text
+    assert rep["logins"]["latency_us"]["p50"] >= 60000, rep["logins"]["latency_us"]
+    n.wait_idle(timeout=30)
     n.stop_clean()
 
 

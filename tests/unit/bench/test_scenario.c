@@ -73,7 +73,8 @@ SZ_TEST(full_one2one_file)
                        "src: 127.0.0.2-127.0.0.9\n"
                        "bufs: 512\n"
                        "buf_size: 8192\n"
-                       "tick_us: 1000\n"),
+                       "tick_us: 1000\n"
+                       "lazy_recv: true\n"),
                  0);
     SZ_CHECK_STR(err, "");
     SZ_CHECK_INT(cf.scenario, SB_SC_ONE2ONE);
@@ -88,6 +89,7 @@ SZ_TEST(full_one2one_file)
     SZ_CHECK_STR(cf.resource, "r");
     SZ_CHECK_INT(cf.mech, SB_MECH_PLAIN);
     SZ_CHECK(cf.sm);
+    SZ_CHECK(cf.lazy_recv);
     SZ_CHECK(cf.login_rate == 250.5);
     SZ_CHECK(cf.login_timeout == 12);
     SZ_CHECK(cf.duration == 3.5);
