@@ -207,20 +207,17 @@ size_t sz_sasl_cb_types(unsigned flags, char *buf, size_t cap)
 
 static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
+/* Value + 1 of each base64 digit; 0 for every other byte. */
+static const uint8_t b64_dec[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
 
 ptrdiff_t sz_sasl_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 {
@@ -232,27 +229,31 @@ ptrdiff_t sz_sasl_b64_decode(const char *in, size_t len, uint8_t *out, size_t ca
     size_t n = len / 4 * 3 - pad;
     if (n > cap)
         return -ENOBUFS;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        size_t data = last ? 4 - pad : 4;
-        int v[4] = {0, 0, 0, 0};
-        for (size_t k = 0; k < data; k++) {
-            v[k] = b64_val((unsigned char)in[i + k]);
-            if (v[k] < 0)
-                return -EINVAL;
-        }
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0, full = pad ? len - 4 : len;
+    for (size_t i = 0; i < full; i += 4) {
+        unsigned a = b64_dec[p[i]], b = b64_dec[p[i + 1]], c = b64_dec[p[i + 2]],
+                 d = b64_dec[p[i + 3]];
+        if (!a || !b || !c || !d)
+            return -EINVAL;
+        uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        out[o++] = (uint8_t)(w >> 16);
+        out[o++] = (uint8_t)(w >> 8);
+        out[o++] = (uint8_t)w;
+    }
+    if (pad) {
+        p += full;
+        unsigned a = b64_dec[p[0]], b = b64_dec[p[1]], c = pad == 1 ? b64_dec[p[2]] : 1;
+        if (!a || !b || !c)
+            return -EINVAL;
         /* Non-canonical encodings (set bits under the padding) would give
          * two texts for one value: reject them. */
-        if ((pad == 1 && last && (v[2] & 0x3)) || (pad == 2 && last && (v[1] & 0xF)))
+        if ((pad == 1 && ((c - 1) & 0x3)) || (pad == 2 && ((b - 1) & 0xF)))
             return -EINVAL;
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        uint32_t w = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6;
         out[o++] = (uint8_t)(w >> 16);
-        if (data > 2)
+        if (pad == 1)
             out[o++] = (uint8_t)(w >> 8);
-        if (data > 3)
-            out[o++] = (uint8_t)w;
     }
     return (ptrdiff_t)o;
 }
