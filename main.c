@@ -158,7 +158,9 @@ static int run(const char *path)
         return 1;
     }
     sz_store_t *store = NULL;
-    sz_store_opts_t so = {.backend = conf->storage.backend, .path = conf->storage.path};
+    sz_store_opts_t so = {.backend = conf->storage.backend,
+                          .path = conf->storage.path,
+                          .wake_batch_us = conf->node.batch_wait_us};
     if (sz_store_open(&so, &store, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", path, err);
         sz_tls_ctx_unref(tls);

@@ -125,7 +125,7 @@ int sz_reactor_init(sz_reactor_t *r, const sz_reactor_opts_t *o)
     r->ring_registered = io_uring_register_ring_fd(&r->ring) == 1;
     /* The batching wait needs IORING_FEAT_MIN_TIMEOUT; older kernels
      * reject the non-zero field, so fall back to waking per completion. */
-    if (o->batch_wait_us && !(r->ring.features & IORING_FEAT_MIN_TIMEOUT))
+    if (o->batch_wait_us && !sz_ring_has_min_wait(&r->ring))
         SZ_INFO("msg=\"no wake-up batching: node.batch_wait_us needs Linux 6.12 "
                 "(IORING_FEAT_MIN_TIMEOUT); waking per completion\"");
     else
@@ -269,20 +269,31 @@ static int batch_wait(sz_reactor_t *r, struct __kernel_timespec *tsp)
         if (ret < 0)
             return ret;
     }
+    return sz_ring_wait_min(&r->ring, r->ring_registered, BATCH_WAIT_NR, r->batch_wait_us, tsp);
+}
+
+int sz_ring_wait_min(struct io_uring *ring, bool registered, unsigned wait_nr,
+                     unsigned min_wait_us, struct __kernel_timespec *ts)
+{
     struct io_uring_getevents_arg arg = {
         .sigmask = 0,
         .sigmask_sz = _NSIG / 8,
-        .pad = r->batch_wait_us, /* min_wait_usec in newer headers */
-        .ts = (uint64_t)(uintptr_t)tsp,
+        .pad = min_wait_us, /* min_wait_usec in newer headers */
+        .ts = (uint64_t)(uintptr_t)ts,
     };
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-    int fd = r->ring.ring_fd;
-    if (r->ring_registered) {
+    int fd = ring->ring_fd;
+    if (registered) {
         flags |= IORING_ENTER_REGISTERED_RING;
-        fd = r->ring.enter_ring_fd;
+        fd = ring->enter_ring_fd;
     }
-    long ret = syscall(__NR_io_uring_enter, fd, 0u, BATCH_WAIT_NR, flags, &arg, sizeof(arg));
+    long ret = syscall(__NR_io_uring_enter, fd, 0u, wait_nr, flags, &arg, sizeof(arg));
     return ret < 0 ? -errno : (int)ret;
+}
+
+bool sz_ring_has_min_wait(const struct io_uring *ring)
+{
+    return (ring->features & IORING_FEAT_MIN_TIMEOUT) != 0;
 }
 
 void sz_reactor_run(sz_reactor_t *r)

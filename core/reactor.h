@@ -44,6 +44,7 @@ enum sz_op {
     SZ_OP_PEER,       /* getsockopt(SO_PEERNAME) of a new connection; low 56 bits = op pointer */
     SZ_OP_SHUTDOWN,   /* shutdown(SHUT_WR) of a draining connection */
     SZ_OP_STORAGE,    /* storage request done; low 56 bits = the request (storage/store.h) */
+    SZ_OP_STORE_BELL, /* failed doorbell to a storage worker; slot = worker index */
     SZ_OP_USER,       /* first op free for other layers */
     SZ_OP_MAX = 32,
 };
@@ -175,5 +176,20 @@ sz_reactor_t *sz_reactor_self(void);
  * Returns 0 or -errno.
  */
 int sz_reactor_ctrl(struct io_uring *from, int ring_fd, enum sz_ctrl ctrl);
+
+/**
+ * The thread that owns <ring>. Waits (submitting nothing) until <wait_nr>
+ * completions are pending or <ts> (required) passes, but once the first
+ * completion is pending sleeps on for up to <min_wait_us> more in all
+ * (IORING_FEAT_MIN_TIMEOUT, Linux 6.12; 0: no minimum). A thread that has
+ * slept longer than <min_wait_us> therefore wakes at the first completion.
+ * With <registered>, enters through the ring's registered descriptor.
+ * Returns the io_uring_enter result or -errno (-ETIME when <ts> passed).
+ */
+int sz_ring_wait_min(struct io_uring *ring, bool registered, unsigned wait_nr,
+                     unsigned min_wait_us, struct __kernel_timespec *ts);
+
+/** True when the kernel of <ring> supports a minimum wait (Linux 6.12). */
+bool sz_ring_has_min_wait(const struct io_uring *ring);
 
 #endif

@@ -11,15 +11,25 @@
  * SZ_OP_STORAGE, pointer in the low 56 bits); a blocking caller waits on a
  * condition variable that lives on its stack.
  *
- * Queues (reactor -> worker): one list per worker under a mutex, with a
- * condition variable for the idle worker. Why not a ck MPMC ring: the
- * consumers are not reactors and must sleep when idle, so a ring would
- * still need a futex/eventfd doorbell, and a bounded ring would add a
+ * Queues (reactor -> worker): one list per worker under a mutex. Why not a
+ * ck MPMC ring: the consumers are not reactors and must sleep when idle,
+ * so a ring would still need a doorbell, and a bounded ring would add a
  * back-pressure path to every caller. The mutex is held only for a pointer
  * push or a list swap (never across SQLite work), so a reactor can wait on
  * it at most for a few instructions of another thread; requests cost
  * milliseconds of SQLite anyway. Requests about one account always go to
  * the same worker (hash of the bare JID), which keeps them in order.
+ *
+ * Doorbell (-> worker): an idle worker sleeps in io_uring_enter on its own
+ * ring. A push that finds the list empty owes the worker a doorbell, a
+ * MSG_RING data message with user_data BELL_UD. A reactor sends it at the
+ * end of its iteration with its batched submit; the worker's ring defers
+ * task work, so the message does not wake it at once: like a reactor it
+ * sleeps on for up to node.batch_wait_us (sz_ring_wait_min), and one
+ * wake-up serves every reactor that rang meanwhile. A non-reactor thread
+ * rings through the store's own small ring, under a mutex. A doorbell is
+ * only a hint: the worker looks at its list after every batch and before
+ * every sleep, so a doorbell consumed early is never a lost wake-up.
  */
 #include "storage/store.h"
 
@@ -28,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -38,7 +49,11 @@
 #include "storage/backend.h"
 
 #define WORKER_RING_ENTRIES 64 /* results posted back per submit */
+#define WORKER_CQ_ENTRIES   1024 /* posts in flight plus doorbells rung meanwhile */
 #define POST_RETRY_US       1000 /* reactor CQ full: the worker waits, never drops */
+#define BELL_UD             UINT64_MAX /* user_data of a doorbell on a worker's ring */
+#define BELL_WAIT_NR        64 /* doorbells that end a worker's minimum wait early */
+#define IDLE_WAIT_S         3600 /* an idle worker's wait, re-entered hourly */
 
 struct sz_store_wait {
     pthread_mutex_t mu;
@@ -51,14 +66,17 @@ struct worker {
     unsigned id;
     pthread_t thread;
     bool started;
-    struct io_uring ring; /* only for MSG_RING posts to reactors */
+    struct io_uring ring; /* MSG_RING posts to reactors; doorbells arrive here */
     bool ring_ok;
-    void *conn; /* backend connection; this worker only */
+    bool ring_disabled;   /* created disabled: the worker enables it (single issuer) */
+    unsigned min_wait_us; /* batching of wake-ups (0: wake at the first doorbell) */
+    void *conn;           /* backend connection; this worker only */
 
-    pthread_mutex_t mu; /* guards head, tail, stop */
-    pthread_cond_t cv;
+    pthread_mutex_t mu; /* guards head, tail, stop, ready */
+    pthread_cond_t cv;  /* ready changed */
     sz_store_req_t *head, *tail;
     bool stop;
+    int ready; /* 0: starting, 1: ring enabled, < 0: -errno */
 } __attribute__((aligned(64)));
 
 struct sz_store {
@@ -68,6 +86,9 @@ struct sz_store {
     struct worker *workers;
     unsigned rr;  /* round robin for keyless requests (atomic) */
     bool closing; /* atomic */
+    pthread_mutex_t bell_mu; /* guards bell */
+    struct io_uring bell;    /* doorbells from non-reactor threads */
+    bool bell_ok;
 };
 
 static __thread unsigned inflight;
@@ -165,18 +186,94 @@ static bool push(struct worker *w, sz_store_req_t *q)
     return was_empty;
 }
 
-static void wake(struct worker *w)
+/* Any thread but <w>'s: rings <w>'s doorbell through the store's ring and
+ * waits for the message to be queued there. */
+static void wake(sz_store_t *s, struct worker *w)
 {
-    pthread_cond_signal(&w->cv);
+    pthread_mutex_lock(&s->bell_mu);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->bell);
+    io_uring_prep_msg_ring(sqe, w->ring.ring_fd, 0, BELL_UD, 0);
+    int ret = io_uring_submit_and_wait(&s->bell, 1);
+    struct io_uring_cqe *cqe = NULL;
+    if (ret >= 0)
+        ret = io_uring_wait_cqe(&s->bell, &cqe);
+    if (ret >= 0) {
+        ret = cqe->res;
+        io_uring_cqe_seen(&s->bell, cqe);
+    }
+    pthread_mutex_unlock(&s->bell_mu);
+    if (ret < 0)
+        SZ_ERROR("msg=\"storage worker doorbell failed\" worker=%u err=\"%s\"", w->id,
+                 strerror(-ret));
 }
 
 void sz_store_flush(void)
 {
     sz_store_t *s = owed_store;
+    sz_reactor_t *r = sz_reactor_self();
     while (owed) {
         unsigned i = (unsigned)__builtin_ctzll(owed);
         owed &= owed - 1;
-        wake(&s->workers[i]);
+        /* Goes out with the reactor's submit; no completion unless it fails. */
+        struct io_uring_sqe *sqe = sz_reactor_sqe(r);
+        io_uring_prep_msg_ring(sqe, s->workers[i].ring.ring_fd, 0, BELL_UD, 0);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        sqe->user_data = sz_ud(SZ_OP_STORE_BELL, 0, i);
+    }
+}
+
+/* Reactor side: a doorbell could not be queued (the worker's ring refused
+ * it). Ring again the slow way rather than leave the worker asleep. */
+static void on_bell_failed(sz_reactor_t *r, const struct io_uring_cqe *cqe)
+{
+    (void)r;
+    sz_store_t *s = owed_store;
+    unsigned i = SZ_UD_SLOT(cqe->user_data);
+    SZ_WARN("msg=\"storage doorbell from reactor failed\" worker=%u err=\"%s\"", i,
+            strerror(-cqe->res));
+    if (s && i < s->nworkers)
+        wake(s, &s->workers[i]);
+}
+
+/* Worker: the next completion that is not a doorbell (doorbells are only
+ * hints, see above). Returns 0 and sets *<ud>, *<res>, or -errno. */
+static int next_post(struct worker *w, uint64_t *ud, int *res)
+{
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        int ret = io_uring_wait_cqe(&w->ring, &cqe);
+        if (ret < 0)
+            return ret;
+        *ud = cqe->user_data;
+        *res = cqe->res;
+        io_uring_cqe_seen(&w->ring, cqe);
+        if (*ud != BELL_UD)
+            return 0;
+    }
+}
+
+/* Worker, its list found empty: sleeps until a doorbell is pending. */
+static void wait_bell(struct worker *w)
+{
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0, bells = 0;
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            bells += cqe->user_data == BELL_UD; /* posts are all reaped by now */
+            n++;
+        }
+        io_uring_cq_advance(&w->ring, n);
+        if (bells)
+            return;
+        struct __kernel_timespec far = {.tv_sec = IDLE_WAIT_S, .tv_nsec = 0};
+        int ret = sz_ring_wait_min(&w->ring, false, w->min_wait_us ? BELL_WAIT_NR : 1,
+                                   w->min_wait_us, &far);
+        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+            SZ_ERROR("msg=\"storage worker wait failed\" err=\"%s\"", strerror(-ret));
+            usleep(POST_RETRY_US); /* never spin */
+            return;
+        }
     }
 }
 
@@ -194,13 +291,12 @@ static void post_to_reactor(struct worker *w, sz_store_req_t *q)
     for (;;) {
         prep_post(io_uring_get_sqe(&w->ring), q);
         int ret = io_uring_submit_and_wait(&w->ring, 1);
-        struct io_uring_cqe *cqe = NULL;
+        uint64_t ud;
+        int res;
         if (ret >= 0)
-            ret = io_uring_wait_cqe(&w->ring, &cqe);
-        if (ret >= 0) {
-            ret = cqe->res;
-            io_uring_cqe_seen(&w->ring, cqe);
-        }
+            ret = next_post(w, &ud, &res);
+        if (ret >= 0)
+            ret = res;
         if (ret >= 0)
             return;
         /* A full completion queue on the reactor (-EOVERFLOW) is
@@ -234,15 +330,13 @@ static void post_batch(struct worker *w, sz_store_req_t *q)
         if (ret < 0 && ret != -EINTR)
             SZ_WARN("msg=\"storage post submit failed\" err=\"%s\"", strerror(-ret));
         while (n) {
-            struct io_uring_cqe *cqe;
-            if (io_uring_wait_cqe(&w->ring, &cqe) < 0)
+            uint64_t ud;
+            int res;
+            if (next_post(w, &ud, &res) < 0)
                 continue; /* -EINTR: the posts are submitted; wait again */
-            sz_store_req_t *done = (sz_store_req_t *)(uintptr_t)cqe->user_data;
-            int res = cqe->res;
-            io_uring_cqe_seen(&w->ring, cqe);
             n--;
             if (res < 0)
-                post_to_reactor(w, done);
+                post_to_reactor(w, (sz_store_req_t *)(uintptr_t)ud);
         }
     }
 }
@@ -264,15 +358,30 @@ static void finish_wait(sz_store_req_t *q)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    /* The first submitter of a single-issuer ring must be its only one.
+     * (liburing 2.3 declares io_uring_enable_rings but does not export it.) */
+    int ret = 0;
+    if (w->ring_disabled &&
+        syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        ret = -errno;
+    pthread_mutex_lock(&w->mu);
+    w->ready = ret < 0 ? ret : 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    if (ret < 0)
+        return NULL;
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->head && !w->stop)
-            pthread_cond_wait(&w->cv, &w->mu);
         sz_store_req_t *q = w->head;
+        bool stop = w->stop;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        if (!q)
-            break; /* stop, and nothing left queued */
+        if (!q) {
+            if (stop)
+                break; /* nothing left queued */
+            wait_bell(w);
+            continue;
+        }
         sz_store_req_t *post = NULL, **tail = &post;
         while (q) {
             sz_store_req_t *next = q->_next;
@@ -323,7 +432,7 @@ static int submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
     wt.done = false;
     q->_wait = &wt;
     if (push(w, q))
-        wake(w);
+        wake(s, w);
     pthread_mutex_lock(&wt.mu);
     while (!wt.done)
         pthread_cond_wait(&wt.cv, &wt.mu);
@@ -349,6 +458,7 @@ static void on_storage(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 void sz_store_register_handlers(void)
 {
     sz_reactor_set_handler(SZ_OP_STORAGE, on_storage);
+    sz_reactor_set_handler(SZ_OP_STORE_BELL, on_bell_failed);
     sz_reactor_add_iteration_hook(sz_store_flush);
 }
 
@@ -368,8 +478,10 @@ static void stop_workers(sz_store_t *s)
         if (w->started) {
             pthread_mutex_lock(&w->mu);
             w->stop = true;
-            pthread_cond_signal(&w->cv);
+            int ready = w->ready;
             pthread_mutex_unlock(&w->mu);
+            if (ready > 0)
+                wake(s, w);
             pthread_join(w->thread, NULL);
             w->started = false;
         }
@@ -380,6 +492,34 @@ static void stop_workers(sz_store_t *s)
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
     }
+    if (s->bell_ok)
+        io_uring_queue_exit(&s->bell);
+    s->bell_ok = false;
+    pthread_mutex_destroy(&s->bell_mu);
+}
+
+/* A worker's ring: single issuer with deferred task work where the kernel
+ * has it (6.1), so doorbells wait for the worker's own wait; created
+ * disabled, because the worker thread, not this one, is its issuer. */
+static int worker_ring_init(struct worker *w, unsigned min_wait_us)
+{
+    struct io_uring_params p = {0};
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+              IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE;
+    p.cq_entries = WORKER_CQ_ENTRIES;
+    int ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
+    if (ret == -EINVAL) {
+        memset(&p, 0, sizeof(p));
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = WORKER_CQ_ENTRIES;
+        ret = io_uring_queue_init_params(WORKER_RING_ENTRIES, &w->ring, &p);
+    } else if (ret == 0) {
+        w->ring_disabled = true;
+    }
+    if (ret < 0)
+        return ret;
+    w->min_wait_us = sz_ring_has_min_wait(&w->ring) ? min_wait_us : 0;
+    return 0;
 }
 
 int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t errlen)
@@ -403,6 +543,7 @@ int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t 
         return ret;
     }
     s->nworkers = n;
+    pthread_mutex_init(&s->bell_mu, NULL);
     void *mem = NULL;
     if (posix_memalign(&mem, 64, sizeof(struct worker) * n) != 0)
         abort(); /* OOM is fatal, as in sz_malloc */
@@ -417,7 +558,7 @@ int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t 
     }
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &s->workers[i];
-        ret = io_uring_queue_init(WORKER_RING_ENTRIES, &w->ring, 0);
+        ret = worker_ring_init(w, o->wake_batch_us);
         if (ret < 0) {
             snprintf(err, errlen, "storage: io_uring unavailable for worker %u: %s", i,
                      strerror(-ret));
@@ -428,6 +569,12 @@ int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t 
         if (ret < 0)
             goto fail;
     }
+    ret = io_uring_queue_init(4, &s->bell, 0);
+    if (ret < 0) {
+        snprintf(err, errlen, "storage: io_uring unavailable: %s", strerror(-ret));
+        goto fail;
+    }
+    s->bell_ok = true;
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &s->workers[i];
         ret = -pthread_create(&w->thread, NULL, worker_main, w);
@@ -436,6 +583,20 @@ int sz_store_open(const sz_store_opts_t *o, sz_store_t **out, char *err, size_t 
             goto fail;
         }
         w->started = true;
+    }
+    /* A doorbell to a ring not enabled yet would fail: wait for each. */
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &s->workers[i];
+        pthread_mutex_lock(&w->mu);
+        while (!w->ready)
+            pthread_cond_wait(&w->cv, &w->mu);
+        ret = w->ready < 0 ? w->ready : 0;
+        pthread_mutex_unlock(&w->mu);
+        if (ret < 0) {
+            snprintf(err, errlen, "storage: cannot enable the ring of worker %u: %s", i,
+                     strerror(-ret));
+            goto fail;
+        }
     }
     *out = s;
     return 0;

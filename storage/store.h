@@ -54,6 +54,8 @@ typedef struct sz_store_opts {
     const char *path;    /* database file (storage.path); its directory must exist */
     unsigned workers;    /* worker threads (connections); 0 means the default */
     unsigned busy_ms;    /* lock wait before -EBUSY; 0 means the default */
+    unsigned wake_batch_us; /* an idle worker, once rung, sleeps on up to this long
+                             * for more (node.batch_wait_us); 0: wakes at once */
 } sz_store_opts_t;
 
 /**
