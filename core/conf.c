@@ -75,6 +75,13 @@ static int parse_tls(const char *s)
     return word_index(s, tls_names, 3);
 }
 
+static const char *const handoff_names[] = {"install", "send_fd"};
+
+static int parse_handoff(const char *s)
+{
+    return word_index(s, handoff_names, 2);
+}
+
 static int parse_backend(const char *s)
 {
     return strcmp(s, "sqlite") == 0 ? 0 : -1;
@@ -95,6 +102,8 @@ static const struct row conf_rows[] = {
      NULL},
     {"node.batch_wait_us", T_U32, 0, 0, 100000, 2000, NULL, C(node.batch_wait_us), NULL, NULL},
     {"node.pin_threads", T_BOOL, 0, 0, 0, 0, NULL, C(node.pin_threads), NULL, NULL},
+    {"node.handoff", T_ENUM, 0, 0, 0, SZ_HANDOFF_INSTALL, NULL, C(node.handoff), parse_handoff,
+     "install or send_fd"},
     {"node.secret", T_STR, F_NULL, 0, 0, 0, NULL, C(node.secret), NULL, NULL},
     {"storage.backend", T_STRSET, 0, 0, 0, 0, "sqlite", C(storage.backend), parse_backend,
      "sqlite"},

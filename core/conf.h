@@ -54,6 +54,12 @@ typedef struct sz_conf_listen {
     int line;                 /* line of the list item, for later error messages */
 } sz_conf_listen_t;
 
+/* How a connection moves to another reactor (node.handoff). */
+enum sz_conf_handoff {
+    SZ_HANDOFF_INSTALL, /* descriptor install + MSG_RING data (Linux 6.8), else SEND_FD */
+    SZ_HANDOFF_SEND_FD, /* always MSG_RING SEND_FD (Linux 6.0) */
+};
+
 typedef struct sz_conf {
     char *path; /* file it was read from */
 
@@ -67,6 +73,7 @@ typedef struct sz_conf {
         uint32_t queue_entries;         /* cross-reactor ring slots per pair, power of 2, 16..1048576, default 4096 */
         uint32_t batch_wait_us;         /* reactor wake-up batching window, 0..100000 µs, default 2000 */
         bool pin_threads;               /* pin reactor i to CPU i, default false */
+        int handoff;                    /* enum sz_conf_handoff, default SZ_HANDOFF_INSTALL */
         char *secret;                   /* keys SCRAM answers for unknown users; NULL: random per process */
     } node;
 

@@ -62,8 +62,9 @@ struct slot_entry {
  * exit while one is in the air, or the connection would land on a ring
  * nobody reads. Node-wide, any reactor. */
 static uint64_t moves_inflight;
-/* The kernel lacks IORING_OP_FIXED_FD_INSTALL (Linux < 6.8): hand off with
- * MSG_RING SEND_FD instead. Node-wide, set once. */
+/* The kernel lacks IORING_OP_FIXED_FD_INSTALL (Linux < 6.8), or the
+ * configuration asks for it: hand off with MSG_RING SEND_FD instead.
+ * Node-wide, set once. */
 static int move_send_fd;
 
 #ifndef IORING_OP_FIXED_FD_INSTALL
@@ -591,14 +592,16 @@ static void moved_in(sz_reactor_t *r, sz_conn_t *c, uint32_t slot)
         c->proto->on_moved(c);
 }
 
-/* Sender, SEND_FD fallback: the descriptor went across, or not. */
+/* Sender, SEND_FD fallback: the descriptor went across, or not. On
+ * success <c> may already be the destination's (adopted, even freed): the
+ * slot comes from user_data, and <c> is read only when the move failed. */
 static void on_move_out(sz_reactor_t *r, const struct io_uring_cqe *cqe)
 {
     sz_conn_t *c = lookup_moving(conns_of(r), cqe->user_data);
     if (!c)
         return;
     if (cqe->res >= 0)
-        moved_away(r, c->slot);
+        moved_away(r, SZ_UD_SLOT(cqe->user_data));
     else
         move_failed(r, c, cqe->res);
 }
@@ -966,4 +969,10 @@ void sz_conns_register_handlers(void)
     sz_reactor_set_handler(SZ_OP_CANCEL, on_cancel);
     sz_reactor_set_handler(SZ_OP_PEER, on_peer);
     sz_reactor_set_handler(SZ_OP_SHUTDOWN, on_shutdown);
+}
+
+void sz_conns_handoff_by_send_fd(void)
+{
+    __atomic_store_n(&move_send_fd, 1, __ATOMIC_RELAXED);
+    SZ_INFO("msg=\"hand-off by MSG_RING SEND_FD (node.handoff)\"");
 }

@@ -173,6 +173,11 @@ bool sz_conns_quiesced(sz_reactor_t *r);
 /** Main thread, before reactors start: registers the completion handlers. */
 void sz_conns_register_handlers(void);
 
+/** Main thread, before reactors start: connections move between reactors
+ *  with MSG_RING SEND_FD even where the kernel could install descriptors
+ *  (node.handoff: send_fd). */
+void sz_conns_handoff_by_send_fd(void);
+
 /** Live per-connection output cap (limits.max_output_bytes); any thread. */
 extern uint32_t sz_conn_max_output;
 

@@ -354,6 +354,8 @@ sz_node_t *sz_node_start(const sz_conf_t *conf, char *err, size_t errlen)
     }
     sz_router_configure(node->domains, (unsigned)conf->nhosts, node->reg);
     sz_conns_register_handlers();
+    if (conf->node.handoff == SZ_HANDOFF_SEND_FD)
+        sz_conns_handoff_by_send_fd();
     sz_reactor_set_handler(SZ_OP_ACCEPT, on_accept);
     sz_conn_max_output = conf->limits.max_output_bytes;
     sz_admin_timeout_ms = conf->limits.admin_timeout_ms;

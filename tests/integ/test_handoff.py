@@ -37,9 +37,13 @@ def make_script(i, rnd):
     return "".join(out).encode()
 
 
-def test_handoff_under_traffic(node):
+@pytest.mark.parametrize("handoff", ["install", "send_fd"])
+def test_handoff_under_traffic(node, handoff):
+    """Both ways a connection can move: the default (descriptor install and
+    a data message, Linux 6.8) and MSG_RING SEND_FD, which older kernels
+    use and node.handoff: send_fd forces."""
     raise_nofile()
-    n = node(reactors=2, listeners=["admin", "echo"])
+    n = node(reactors=2, listeners=["admin", "echo"], node_extra={"handoff": handoff})
     rnd = random.Random(7)
     scripts = [make_script(i, rnd) for i in range(N_CONNS)]
     t0 = time.monotonic()
@@ -108,6 +112,8 @@ def test_handoff_under_traffic(node):
         if name == "stanzad_queue_depth":
             assert v == 0, f"queue {labels} not drained: {v}"
     n.stop_clean()
+    if handoff == "send_fd":
+        assert "hand-off by MSG_RING SEND_FD (node.handoff)" in n.stderr_path.read_text()
     print(f"{N_CONNS} connections, {h_in:.0f} handoffs, echo verified in {elapsed:.1f}s")
 
 

@@ -71,6 +71,7 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->node.batch_wait_us, 2000);
     SZ_CHECK_INT(c->limits.max_unacked_stanzas, 500);
     SZ_CHECK(!c->node.pin_threads);
+    SZ_CHECK_INT(c->node.handoff, SZ_HANDOFF_INSTALL);
     SZ_CHECK_INT(c->nhosts, 0);
     SZ_CHECK(c->hosts == NULL);
     SZ_CHECK_INT(c->nlistens, 1);
@@ -343,6 +344,10 @@ SZ_TEST(err_bool_enum)
     ERR_IS(ADMIN "node:\n  pin_threads: on\n", 4, "node.pin_threads",
            "must be true, false, yes or no");
     ERR_IS(ADMIN "node:\n  pin_threads: True\n", 4, "node.pin_threads", "true, false");
+    ERR_IS(ADMIN "node:\n  handoff: sendfd\n", 4, "node.handoff", "install or send_fd");
+    sz_conf_t *c = parse(ADMIN "node:\n  handoff: send_fd\n");
+    SZ_CHECK(c && c->node.handoff == SZ_HANDOFF_SEND_FD);
+    sz_conf_free(c);
     ERR_IS(ADMIN "hosts:\n  - {domain: a, register: 1}\n", 4, "hosts[0].register", "true");
     ERR_IS(ADMIN "node:\n  log_level: verbose\n", 4, "node.log_level",
            "unknown value \"verbose\" (expected debug, info, warn or error)");
