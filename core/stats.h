@@ -37,7 +37,11 @@
     X(admin_bad, counter, "admin_bad_requests_total", "Admin HTTP requests rejected and closed") \
     X(sm_enabled, counter, "sm_enabled_total", "Client streams that enabled XEP-0198")           \
     X(sm_unacked, counter, "sm_unacked_total",                                                 \
-      "Stanzas a client never acknowledged, returned to their senders (XEP-0198)")
+      "Stanzas a client never acknowledged, returned to their senders (XEP-0198)")              \
+    X(idle_pings, counter, "idle_pings_total",                                                 \
+      "XEP-0199 pings sent to clients silent for limits.idle_timeout_ms")                       \
+    X(idle_timeouts, counter, "idle_timeouts_total",                                           \
+      "Client streams closed with connection-timeout after an unanswered idle ping")
 
 typedef struct sz_stats {
 #define SZ_STATS_FIELD(name, type, metric, help) uint64_t name;

@@ -35,6 +35,7 @@
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_SM      "urn:xmpp:sm:3"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_PING    "urn:xmpp:ping"
 
 enum stage {
     ST_HEADER = 0, /* waiting for a stream header (first or restarted) */
@@ -50,6 +51,7 @@ enum stage {
 #define F_LOOKUP      0x10 /* storage lookup in flight */
 #define F_ORPHAN      0x20 /* connection gone while the lookup runs */
 #define F_SPOKE       0x40 /* SASL input arrived while a lookup or job held the exchange */
+#define F_PINGED      0x80 /* bound, idle: our ping is out and nothing came in since */
 
 struct c2s {
     sz_xml_parser_t xp;  /* 64 */
@@ -64,6 +66,7 @@ struct c2s {
     uint8_t failures;    /* SASL failures */
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
+    uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
     char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
 };
@@ -186,6 +189,88 @@ static void random_hex(char *out, size_t nbytes)
         out[2 * i + 1] = hex[rnd[i] & 15];
     }
     out[2 * nbytes] = '\0';
+}
+
+/* ---- idle streams (RFC 6120 §4.6) --------------------------------------- */
+
+static void sess_deliver(sz_session_t *s, sz_stanza_t *st);
+
+/* The reactor clock in ms, low 32 bits: differences are exact below 49
+ * days, and limits.idle_timeout_ms is at most one. */
+static uint32_t clock32(void)
+{
+    return (uint32_t)sz_reactor_now(sz_reactor_self());
+}
+
+/* Once bound, the connection timer watches for silence: after
+ * limits.idle_timeout_ms without input the client gets a XEP-0199 ping
+ * (§4.2, server to client), and after limits.ping_timeout_ms more without
+ * input the stream ends with <connection-timeout/> (RFC 6120 §4.9.3.4).
+ * A live client costs nothing per stanza: input only stamps last_in, and
+ * the timer, when it fires, re-arms itself for the rest of the period. */
+static void watch_idle(struct c2s *cs)
+{
+    uint32_t idle = SZ_CONF_LIMIT(conf, idle_timeout_ms);
+    cs->last_in = clock32();
+    if (idle)
+        sz_conn_set_timer(cs->c, idle);
+    else
+        sz_conn_cancel_timer(cs->c);
+}
+
+/* <iq type='get'><ping/></iq> from the server to the bound full JID,
+ * through the session's own delivery (TLS, XEP-0198 counting, the output
+ * cap). The answer needs no matching: any input counts. */
+static void send_idle_ping(struct c2s *cs)
+{
+    char id[5 + 16 + 1] = "ping-";
+    random_hex(id + 5, 8);
+    size_t fl;
+    const char *full = sz_jid_full(cs->sess.jid, &fl);
+    sz_xb_t xb;
+    sz_xb_init(&xb, 160 + fl);
+    sz_xb_start(&xb, "iq", NULL);
+    sz_xb_attr(&xb, "from", conf->hosts[cs->host].domain);
+    sz_xb_attr_n(&xb, "to", full, fl);
+    sz_xb_attr(&xb, "type", "get");
+    sz_xb_attr(&xb, "id", id);
+    sz_xb_start(&xb, "ping", NS_PING);
+    sz_xb_end(&xb);
+    sz_xb_end(&xb);
+    char *xml;
+    size_t len;
+    if (sz_xb_finish(&xb, &xml, &len) < 0)
+        return;
+    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
+    sz_free(xml);
+    if (st)
+        sess_deliver(&cs->sess, st);
+}
+
+/* The connection timer of a bound stream fired. */
+static void idle_check(struct c2s *cs)
+{
+    sz_reactor_t *r = sz_conn_reactor(cs->c);
+    if (cs->flags & F_PINGED) {
+        SZ_STAT_ADD(&r->stats, idle_timeouts, 1);
+        SZ_DEBUG("msg=\"idle stream timed out\" conn=%llu", (unsigned long long)cs->c->id);
+        stream_error(cs, "connection-timeout");
+        return;
+    }
+    uint32_t idle = SZ_CONF_LIMIT(conf, idle_timeout_ms);
+    if (idle == 0)
+        return; /* turned off by a reload */
+    uint32_t quiet = clock32() - cs->last_in;
+    if (quiet < idle) {
+        sz_conn_set_timer(cs->c, idle - quiet);
+        return;
+    }
+    send_idle_ping(cs);
+    if (cs->stage == ST_CLOSED)
+        return; /* the ping passed the output cap: the stream is ending */
+    SZ_STAT_ADD(&r->stats, idle_pings, 1);
+    cs->flags |= F_PINGED;
+    sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(conf, ping_timeout_ms));
 }
 
 static void send_header(struct c2s *cs)
@@ -814,7 +899,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     cs->flags |= F_BOUND;
     sz_jid_free(cs->authed);
     cs->authed = NULL;
-    sz_conn_cancel_timer(cs->c);
+    watch_idle(cs);
     if (old)
         old->ops->kick(old, "conflict"); /* RFC 6120 §7.7.2.2: the new one wins */
     size_t fl;
@@ -1252,6 +1337,11 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
     struct c2s *cs = c->pstate;
     if (cs->stage == ST_CLOSED)
         return;
+    /* Any byte is a sign of life, whitespace keepalives included (RFC 6120
+     * §4.6.1): the idle check reads these instead of re-arming a timer on
+     * every read. */
+    cs->last_in = clock32();
+    cs->flags &= (uint8_t)~F_PINGED;
     if (cs->tls)
         feed_tls(cs, p, n);
     else
@@ -1261,7 +1351,9 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
 static void c2s_timer(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
-    if (cs->tls && !(cs->flags & F_TLS))
+    if ((cs->flags & F_BOUND) && cs->stage != ST_CLOSED)
+        idle_check(cs);
+    else if (cs->tls && !(cs->flags & F_TLS))
         sz_conn_close(c, false); /* mid-handshake: no stream to write to */
     else
         stream_error(cs, "connection-timeout");

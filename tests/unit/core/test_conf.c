@@ -70,6 +70,8 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->node.queue_entries, 4096);
     SZ_CHECK_INT(c->node.batch_wait_us, 2000);
     SZ_CHECK_INT(c->limits.max_unacked_stanzas, 500);
+    SZ_CHECK_INT(c->limits.idle_timeout_ms, 600000);
+    SZ_CHECK_INT(c->limits.ping_timeout_ms, 60000);
     SZ_CHECK(!c->node.pin_threads);
     SZ_CHECK_INT(c->node.handoff, SZ_HANDOFF_INSTALL);
     SZ_CHECK_INT(c->nhosts, 0);
@@ -323,6 +325,10 @@ SZ_TEST(err_numbers)
            "must be between 1 and 65535");
     ERR_IS(ADMIN "node:\n  max_conns_per_reactor: 15\n", 4, "node.max_conns_per_reactor",
            "between 16");
+    ERR_IS(ADMIN "limits:\n  idle_timeout_ms: 86400001\n", 4, "limits.idle_timeout_ms",
+           "between 0 and 86400000");
+    ERR_IS(ADMIN "limits:\n  ping_timeout_ms: 999\n", 4, "limits.ping_timeout_ms",
+           "between 1000 and 600000");
     /* "auto" only where the row allows it. */
     ERR_IS(ADMIN "node:\n  queue_entries: auto\n", 4, "node.queue_entries", "number");
 }
