@@ -11,8 +11,8 @@
  *
  * Only the server's calls are timed, with the thread's CPU clock
  * (CLOCK_THREAD_CPUTIME_ID) read around each sz_tls_new/sz_tls_input/
- * sz_tls_free; the client's work is not counted. Prints the per-handshake
- * mean and percentiles of the server's CPU time.
+ * sz_tls_free; the client's work is not counted. Prints one key=value line:
+ * the mean and percentiles of the server's CPU time per handshake.
  *
  *   bench_handshake --config stanzad.yaml [--handshakes N] [--sni NAME]
  *                   [--tls-version 1.2|1.3] [--direct]
@@ -192,12 +192,11 @@ int main(int argc, char **argv)
     double sum = 0;
     for (long i = 0; i < done; i++)
         sum += (double)ns[i];
-    printf("handshakes %ld (%s, %s) server CPU per handshake: mean %.1f us, p50 %.1f us, "
-           "p90 %.1f us, p99 %.1f us\n",
-           done, version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2",
-           direct ? "Direct TLS, ALPN" : "STARTTLS", sum / (double)done / 1e3,
-           (double)ns[done / 2] / 1e3, (double)ns[done * 9 / 10] / 1e3,
-           (double)ns[done * 99 / 100] / 1e3);
+    printf("bench=handshake handshakes=%ld version=%s mode=%s server_cpu_us_mean=%.1f "
+           "p50=%.1f p90=%.1f p99=%.1f\n",
+           done, version == TLS1_3_VERSION ? "1.3" : "1.2", direct ? "direct" : "starttls",
+           sum / (double)done / 1e3, (double)ns[done / 2] / 1e3,
+           (double)ns[done * 9 / 10] / 1e3, (double)ns[done * 99 / 100] / 1e3);
     free(ns);
     free(q);
     SSL_CTX_free(cctx);
