@@ -318,9 +318,9 @@ static unsigned sasl_flags(const struct c2s *cs)
     unsigned f = 0;
     if (cs->flags & F_TLS) {
         f |= SZ_SASL_F_TLS;
-        uint8_t cb[64];
+        uint8_t cb[SZ_TLS_CB_MAX_BYTES];
         size_t len = sizeof(cb);
-        if (sz_tls_cb_exporter(cs->tls, cb) == 0)
+        if (sz_tls_cb_exporter(cs->tls, NULL) == 0)
             f |= SZ_SASL_F_CB_EXPORTER;
         if (sz_tls_cb_server_end_point(cs->tls, cb, &len) == 0)
             f |= SZ_SASL_F_CB_ENDPOINT;

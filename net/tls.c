@@ -714,6 +714,8 @@ int sz_tls_cb_exporter(const sz_tls_t *t, uint8_t out[SZ_TLS_CB_EXPORTER_BYTES])
     /* RFC 9266 §3: only TLS 1.3 exporters are bound to the handshake. */
     if (SSL_version(t->ssl) != TLS1_3_VERSION)
         return -ENOTSUP;
+    if (!out)
+        return 0; /* a question only: the derivation costs HMACs */
     /* In TLS 1.3 an absent context is the empty context (RFC 8446 §7.5). */
     if (!SSL_export_keying_material(t->ssl, out, SZ_TLS_CB_EXPORTER_BYTES, label, sizeof label - 1,
                                     NULL, 0, 0)) {

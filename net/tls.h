@@ -173,7 +173,8 @@ const char *sz_tls_error(const sz_tls_t *t);
  * Connection's reactor. RFC 9266 tls-exporter channel binding: 32 bytes of
  * the exporter with label "EXPORTER-Channel-Binding" and an empty context,
  * into <out>. Returns 0; -ENOTSUP unless TLS 1.3 (RFC 9266 §3); -EAGAIN
- * before the handshake completed.
+ * before the handshake completed. With <out> NULL it derives nothing and
+ * only says whether the binding is defined (0, -ENOTSUP or -EAGAIN).
  */
 int sz_tls_cb_exporter(const sz_tls_t *t, uint8_t out[SZ_TLS_CB_EXPORTER_BYTES]);
 

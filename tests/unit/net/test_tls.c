@@ -842,8 +842,10 @@ SZ_TEST(channel_binding)
 
         pair_init(&pp, cc, x, SZ_TLS_DIRECT, cases[i].sni, NULL, 0, NULL);
         SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, s), -EAGAIN);
+        SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, NULL), -EAGAIN);
         SZ_CHECK_INT(sz_tls_cb_server_end_point(pp.srv, ep, &ep_len), -EAGAIN);
         SZ_CHECK_INT(handshake(&pp, SIZE_MAX), 0);
+        SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, NULL), 0);
         SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, s), 0);
         CLIENT(SZ_CHECK(
             SSL_export_keying_material(pp.cli, c, 32, label, sizeof label - 1, NULL, 0, 0)));
@@ -861,6 +863,7 @@ SZ_TEST(channel_binding)
         pair_init(&pp, cc12, x, SZ_TLS_DIRECT, cases[i].sni, NULL, 0, NULL);
         SZ_CHECK_INT(handshake(&pp, SIZE_MAX), 0);
         SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, s), -ENOTSUP);
+        SZ_CHECK_INT(sz_tls_cb_exporter(pp.srv, NULL), -ENOTSUP);
         SZ_CHECK_INT(sz_tls_cb_server_end_point(pp.srv, ep, &ep_len), 0);
         SZ_CHECK(ep_len == want_len && memcmp(ep, want, ep_len) == 0);
         pair_free(&pp);
