@@ -71,13 +71,16 @@ def test_answered_pings_keep_the_stream(node):
 
 
 def test_any_input_counts(node):
-    n = idle_node(node)
+    # A longer period here: a pause of the test itself longer than the
+    # margin (period minus the 0.3 s between sends) would be silence.
+    idle_ms = 2000
+    n = idle_node(node, idle_timeout_ms=idle_ms)
     ann = login(n, "ann", PW, "a")
     bob = login(n, "bob", PW, "b")
     try:
         # One keeps the stream alive with whitespace (RFC 6120 §4.6.1), the
         # other with stanzas to the first: neither is ever pinged.
-        end = time.monotonic() + 3.5 * IDLE_MS / 1000
+        end = time.monotonic() + 3.5 * idle_ms / 1000
         i = 0
         while time.monotonic() < end:
             ann.send(" ")
