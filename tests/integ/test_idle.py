@@ -42,10 +42,10 @@ def test_silent_client_is_pinged_then_closed(node):
             el = c.next(timeout=10)
             waited = time.monotonic() - t0
             assert is_server_ping(el, c.jid), ET.tostring(el)
-            assert 0.8 < waited < 6, waited
+            assert 0.5 < waited < 6, waited  # from bind, which came a little before t0
             # No answer: the stream ends one ping timeout later.
             assert c.stream_error(timeout=10) == "connection-timeout"
-            assert 1.6 < time.monotonic() - t0 < 12
+            assert 1.3 < time.monotonic() - t0 < 12
         finally:
             c.close()
     m = n.metrics()
