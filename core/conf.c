@@ -22,6 +22,7 @@
 
 #include <yaml.h>
 
+#include "core/jid.h"
 #include "core/log.h"
 #include "core/mem.h"
 
@@ -32,7 +33,7 @@ enum type {
     T_ENUM,   /* int, from <parse> */
     T_STRSET, /* char *, one of the words <parse> accepts */
     T_STR,    /* char *, non-empty */
-    T_DOMAIN, /* char *, lowercased domain name */
+    T_DOMAIN, /* char *, a JID domainpart in its prepared form (RFC 7622) */
     T_ADDR,   /* char *, IPv4 or IPv6 literal */
 };
 
@@ -277,18 +278,17 @@ static int parse_u32(const char *s, uint32_t *out)
 /* Domains are compared byte-wise later, so they are lowercased here (ASCII;
  * PRECIS mapping of IDNs belongs to core/jid). The check keeps out what can
  * never be a JID domainpart (RFC 7622 §3.2), not every bad DNS name. */
-static bool domain_ok(char *s, size_t n)
+/* A served domain must be a JID domainpart (RFC 7622 §3.2): the router
+ * compares it with the domains of parsed JIDs, and c2s writes it as is
+ * into stream headers and stanzas. Returns the prepared form (lower case,
+ * IDNA-checked, a trailing dot removed; heap) or NULL when <s> is not one. */
+static char *domain_prep(const char *s, size_t n)
 {
-    if (n == 0 || n > 1023 || s[0] == '.' || s[n - 1] == '.' || strstr(s, ".."))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == '@' || ch == '/' || ch == '\\')
-            return false;
-        if (ch >= 'A' && ch <= 'Z')
-            s[i] = (char)(ch + 'a' - 'A');
-    }
-    return true;
+    char out[1024];
+    size_t len;
+    if (sz_jid_prep(SZ_JID_PART_DOMAIN, s, n, out, sizeof(out), &len, NULL) < 0)
+        return NULL;
+    return sz_strndup(out, len);
 }
 
 static bool addr_ok(const char *s)
@@ -363,11 +363,9 @@ static int set_value(struct ctx *x, const struct row *r, void *base, const char 
         break;
     }
 
-    char *copy = sz_strndup(s, n);
-    if (r->type == T_DOMAIN && !domain_ok(copy, n)) {
-        sz_free(copy);
+    char *copy = r->type == T_DOMAIN ? domain_prep(s, n) : sz_strndup(s, n);
+    if (!copy)
         return fail(x, line, key, "\"%.60s\" is not a valid domain name", s);
-    }
     sz_free(*(char **)p);
     *(char **)p = copy;
     return 0;

@@ -273,18 +273,30 @@ static void idle_check(struct c2s *cs)
     sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(conf, ping_timeout_ms));
 }
 
-static void send_header(struct c2s *cs)
+/* Room for our stream header: the fixed text and id (under 256 bytes) and
+ * the served domain, a domainpart of at most 1023 bytes (RFC 7622 §3.2,
+ * checked when the config is read). */
+#define HEADER_MAX (256 + 1024)
+
+/* Our stream header (RFC 6120 §4.7) into <buf> (HEADER_MAX bytes);
+ * returns its length. */
+static size_t format_header(struct c2s *cs, char *buf)
 {
     char id[25];
     random_hex(id, 12);
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf),
+    int n = snprintf(buf, HEADER_MAX,
                      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                      "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' "
                      "version='1.0' xml:lang='en'>",
                      id, conf->hosts[cs->host].domain);
-    raw_write(cs, buf, (size_t)n);
     cs->flags |= F_HEADER_SENT;
+    return (size_t)n;
+}
+
+static void send_header(struct c2s *cs)
+{
+    char buf[HEADER_MAX];
+    raw_write(cs, buf, format_header(cs, buf));
 }
 
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
@@ -337,11 +349,13 @@ static bool tls_offered(const struct c2s *cs)
            __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE) != NULL;
 }
 
-static void send_features(struct c2s *cs)
+/* Our stream header and the features of this stage, in one write (one
+ * TLS record). */
+static void send_header_and_features(struct c2s *cs)
 {
-    char buf[2048];
-    size_t n = 0;
-    n += (size_t)snprintf(buf, sizeof(buf), "<stream:features>");
+    char buf[HEADER_MAX + 2048];
+    size_t n = format_header(cs, buf);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<stream:features>");
     if (cs->flags & F_AUTHED) {
         n += (size_t)snprintf(buf + n, sizeof(buf) - n,
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
@@ -411,8 +425,7 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
         return 1;
     }
     cs->stage = ST_OPEN;
-    send_header(cs);
-    send_features(cs);
+    send_header_and_features(cs);
     return 0;
 }
 

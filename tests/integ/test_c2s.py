@@ -617,6 +617,29 @@ BAD_INPUT = [
 ]
 
 
+def test_longest_domain(node):
+    # A served domain may be a domainpart of up to 1023 bytes (RFC 7622
+    # §3.2); the stream header that names it must come out whole.
+    long_domain = ".".join(["d" * 63] * 15)  # 959 bytes
+    n = c2s_node(node, start=False)
+    lines = n.config.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if f"domain: {DOMAIN}," in ln)
+    # A second host with the same certificate, its domain as an operator
+    # might write it: upper case, a final dot.
+    lines.insert(i + 1, lines[i].replace(f"domain: {DOMAIN},",
+                                         f"domain: \"{long_domain.upper()}.\","))
+    text = "\n".join(lines) + "\n"
+    n.write_config(text)
+    n.start()
+    with RawClient(n.xmpp["plain"]) as c:
+        feats = c.open(to=long_domain)
+        assert c.stream.get("from") == long_domain
+        assert "PLAIN" in c.mechanisms(feats)
+    with RawClient(n.xmpp["plain"]) as c:  # the other host still answers
+        c.open()
+        assert c.stream.get("from") == DOMAIN
+
+
 def test_restricted_xml_and_stream_errors(node):
     n = c2s_node(node, limits={"max_stanza_bytes": 65536})
     add_user(n, "nina", PW)

@@ -378,6 +378,29 @@ SZ_TEST(err_required)
     ERR_IS(ADMIN "storage:\n  path:\n", 4, "storage.path", "must not be empty");
 }
 
+/* Served domains are stored prepared (RFC 7622 §3.2), as the router
+ * compares them, up to the longest domainpart. */
+SZ_TEST(domain_prepared)
+{
+    sz_conf_t *c = parse(ADMIN "hosts:\n  - domain: \"Chat.Example.ORG.\"\n");
+    SZ_CHECK(c != NULL);
+    if (c)
+        SZ_CHECK_STR(c->hosts[0].domain, "chat.example.org");
+    sz_conf_free(c);
+    char text[2048], label[64];
+    memset(label, 'a', 63);
+    label[63] = '\0';
+    int n = snprintf(text, sizeof(text), ADMIN "hosts:\n  - domain: ");
+    for (int i = 0; i < 15; i++)
+        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s%s", i ? "." : "", label);
+    snprintf(text + n, sizeof(text) - (size_t)n, "\n");
+    c = parse(text);
+    SZ_CHECK(c != NULL);
+    if (c)
+        SZ_CHECK_INT(strlen(c->hosts[0].domain), 15 * 64 - 1);
+    sz_conf_free(c);
+}
+
 SZ_TEST(err_address)
 {
     ERR_IS("listen:\n  - {kind: admin, address: localhost, port: 1}\n", 2, "listen[0].address",
@@ -390,6 +413,12 @@ SZ_TEST(err_address)
            "IPv4 or IPv6");
     ERR_IS(ADMIN "hosts:\n  - domain: a@b\n", 4, "hosts[0].domain", "not a valid domain");
     ERR_IS(ADMIN "hosts:\n  - domain: \"a..b\"\n", 4, "hosts[0].domain", "not a valid domain");
+    /* Served domains go verbatim into XML: only real domainparts. */
+    ERR_IS(ADMIN "hosts:\n  - domain: \"a'b.example\"\n", 4, "hosts[0].domain",
+           "not a valid domain");
+    ERR_IS(ADMIN "hosts:\n  - domain: \"a<b.example\"\n", 4, "hosts[0].domain",
+           "not a valid domain");
+    ERR_IS(ADMIN "hosts:\n  - domain: \"a&amp;b\"\n", 4, "hosts[0].domain", "not a valid domain");
 }
 
 SZ_TEST(err_listeners)
@@ -667,6 +696,7 @@ int main(void)
     SZ_RUN(err_pow2);
     SZ_RUN(err_bool_enum);
     SZ_RUN(err_required);
+    SZ_RUN(domain_prepared);
     SZ_RUN(err_address);
     SZ_RUN(err_listeners);
     SZ_RUN(err_hosts);
