@@ -683,7 +683,11 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             o.secret = (const uint8_t *)conf->node.secret;
             o.secret_len = strlen(conf->node.secret);
         }
-        if ((f & SZ_SASL_F_CB_EXPORTER) && sz_tls_cb_exporter(cs->tls, cb_exp) == 0)
+        /* The binding data is read only by a -PLUS exchange: other
+         * mechanisms need the flags alone (the downgrade check), so the
+         * exporter (an HKDF) is derived only for those. */
+        bool plus = mech && ml > 5 && memcmp(mech + ml - 5, "-PLUS", 5) == 0;
+        if (plus && (f & SZ_SASL_F_CB_EXPORTER) && sz_tls_cb_exporter(cs->tls, cb_exp) == 0)
             o.cb_exporter = cb_exp;
         if ((f & SZ_SASL_F_CB_ENDPOINT) &&
             sz_tls_cb_server_end_point(cs->tls, cb_ep, &cb_ep_len) == 0) {
