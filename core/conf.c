@@ -275,9 +275,6 @@ static int parse_u32(const char *s, uint32_t *out)
     return v > UINT32_MAX ? 1 : 0;
 }
 
-/* Domains are compared byte-wise later, so they are lowercased here (ASCII;
- * PRECIS mapping of IDNs belongs to core/jid). The check keeps out what can
- * never be a JID domainpart (RFC 7622 §3.2), not every bad DNS name. */
 /* A served domain must be a JID domainpart (RFC 7622 §3.2): the router
  * compares it with the domains of parsed JIDs, and c2s writes it as is
  * into stream headers and stanzas. Returns the prepared form (lower case,
