@@ -23,13 +23,6 @@
 #define NS_VERSION "jabber:iq:version"
 #define NS_REGISTER "jabber:iq:register"
 
-struct sz_user {
-    sz_user_t *hnext;
-    uint64_t hash;
-    sz_jid_t *bare; /* owned */
-    sz_session_t *sessions;
-};
-
 typedef struct router {
     sz_user_t **buckets;
     uint32_t mask;
@@ -104,8 +97,8 @@ static inline uint32_t bucket(const router_t *rt, uint64_t h)
 static sz_user_t *find_user(router_t *rt, const sz_jid_t *j)
 {
     uint64_t h = sz_jid_hash_bare(j);
-    for (sz_user_t *u = rt->buckets[bucket(rt, h)]; u; u = u->hnext)
-        if (u->hash == h && sz_jid_bare_eq(u->bare, j))
+    for (sz_user_t *u = rt->buckets[bucket(rt, h)]; u; u = u->_hnext)
+        if (u->_hash == h && sz_jid_bare_eq(u->bare, j))
             return u;
     return NULL;
 }
@@ -118,9 +111,9 @@ static void grow(router_t *rt)
     for (uint32_t i = 0; i <= rt->mask; i++) {
         sz_user_t *u = rt->buckets[i];
         while (u) {
-            sz_user_t *next = u->hnext;
-            uint32_t k = bucket(&tmp, u->hash);
-            u->hnext = b[k];
+            sz_user_t *next = u->_hnext;
+            uint32_t k = bucket(&tmp, u->_hash);
+            u->_hnext = b[k];
             b[k] = u;
             u = next;
         }
@@ -146,7 +139,7 @@ void sz_router_destroy(sz_reactor_t *r)
     for (uint32_t i = 0; i <= rt->mask; i++) {
         sz_user_t *u = rt->buckets[i];
         while (u) {
-            sz_user_t *next = u->hnext;
+            sz_user_t *next = u->_hnext;
             sz_jid_free(u->bare);
             sz_free(u);
             u = next;
@@ -172,10 +165,10 @@ sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s)
         if (rt->nusers > rt->mask)
             grow(rt);
         u = sz_calloc(1, sizeof(*u));
-        u->hash = sz_jid_hash_bare(s->jid);
+        u->_hash = sz_jid_hash_bare(s->jid);
         u->bare = sz_jid_bare_dup(s->jid);
-        uint32_t k = bucket(rt, u->hash);
-        u->hnext = rt->buckets[k];
+        uint32_t k = bucket(rt, u->_hash);
+        u->_hnext = rt->buckets[k];
         rt->buckets[k] = u;
         rt->nusers++;
     } else {
@@ -204,9 +197,9 @@ static void drop_user_if_empty(router_t *rt, sz_user_t *u)
 {
     if (u->sessions)
         return;
-    for (sz_user_t **pp = &rt->buckets[bucket(rt, u->hash)]; *pp; pp = &(*pp)->hnext) {
+    for (sz_user_t **pp = &rt->buckets[bucket(rt, u->_hash)]; *pp; pp = &(*pp)->_hnext) {
         if (*pp == u) {
-            *pp = u->hnext;
+            *pp = u->_hnext;
             break;
         }
     }

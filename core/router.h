@@ -29,15 +29,30 @@ typedef struct sz_session_ops {
     void (*kick)(sz_session_t *s, const char *cond);
 } sz_session_ops_t;
 
-/* One bound resource. 48 bytes; embedded in the connection's state. */
+/* Per-user and per-session pointers for feature modules (core/hooks.h
+ * hands out the indexes at start). */
+#define SZ_USER_SLOTS 4
+#define SZ_SESS_SLOTS 2
+
+/* One bound resource. 64 bytes; embedded in the connection's state. */
 struct sz_session {
     sz_jid_t *jid;               /* full JID, owned by the session's owner */
     sz_user_t *user;             /* set while bound */
     sz_session_t *next;          /* in user->sessions */
     const sz_session_ops_t *ops;
     sz_stanza_t *presence;       /* last available presence broadcast, or NULL */
+    void *slot[SZ_SESS_SLOTS];   /* module state (core/hooks.h), freed by its module */
     int8_t priority;
     bool available;              /* initial presence sent, not unavailable since */
+};
+
+/* A user with at least one bound resource, on its home reactor. */
+struct sz_user {
+    sz_user_t *_hnext;           /* router's table */
+    uint64_t _hash;
+    sz_jid_t *bare;              /* owned by the router */
+    sz_session_t *sessions;      /* bound resources, newest first */
+    void *slot[SZ_USER_SLOTS];   /* module state (core/hooks.h); freed on SZ_EV_USER_GONE */
 };
 
 /** Home reactor of a bare JID: hash(bare) % <n>. Any thread. */
@@ -105,6 +120,37 @@ void sz_router_set_exists(sz_router_exists_fn fn, void *ctx);
 /** Reactor thread: account lookups in flight; the reactor must not exit
  *  before they complete. */
 unsigned sz_router_pending(void);
+
+/* ---- for feature modules (core/mod/), on the reactor named ---------------- */
+
+/** Home reactor of <bare>: its user entry, or NULL when no resource is
+ *  bound. */
+sz_user_t *sz_router_user(sz_reactor_t *r, const sz_jid_t *bare);
+
+/** Home reactor of <s>: writes <st> to the session's client. Takes its
+ *  own reference; the caller keeps its own. */
+void sz_router_deliver(sz_session_t *s, sz_stanza_t *st);
+
+/** Any reactor: routes <st>, a stanza the server made or accepted, by its
+ *  'to' (local users, served domains, remote domains). Consumes <st>. */
+void sz_router_route(sz_reactor_t *r, sz_stanza_t *st);
+
+/** Any reactor: answers iq <st> with a result carrying <inner> (trusted
+ *  serialized XML of <len> bytes, or NULL). Only reads <st>. */
+void sz_router_iq_result(sz_reactor_t *r, const sz_stanza_t *st, const char *inner, size_t len);
+
+/** Any reactor: sends stanza error <e> back to the sender of <st>, unless
+ *  <st> is an error or an iq result (RFC 6120 §8.3.1). Only reads <st>. */
+void sz_router_bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e);
+
+/** Index of served domain <d>/<len>, or -1. Any thread. */
+int sz_router_host(const char *d, size_t len);
+
+/** Served domain <host> (NUL-terminated), or NULL. Any thread. */
+const char *sz_router_host_name(int host);
+
+/** Whether XEP-0077 registration is enabled on <host>. Any thread. */
+bool sz_router_host_register(int host);
 
 /** Product name and version answered to XEP-0092. */
 #define SZ_PRODUCT_NAME    "stanzad"
