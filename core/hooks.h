@@ -70,9 +70,11 @@ enum sz_hook_point {
 /* Session events, on the user's home reactor. */
 enum sz_hook_event {
     SZ_EV_BOUND = 0, /* a resource was bound (ctx.from is the session) */
-    SZ_EV_UNBOUND,   /* a session ends, after the router's own unavailable
-                      * broadcast and before the session is unlinked: the
-                      * user entry and session are still valid */
+    SZ_EV_UNBOUND,   /* a session ends (unbound or replaced): it is
+                      * already unlinked from ctx.user's sessions, and its
+                      * availability and last presence are still as they
+                      * were; the user's own resources get its unavailable
+                      * presence right after the hooks ran */
     SZ_EV_USER_GONE, /* the user's last session is gone and its entry is
                       * about to be freed: drop per-user state (ctx.user) */
     SZ_EV_COUNT

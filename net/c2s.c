@@ -58,6 +58,8 @@ enum stage {
 #define F_ORPHAN      0x20 /* connection gone while the lookup runs */
 #define F_SPOKE       0x40 /* SASL input arrived while a lookup or job held the exchange */
 #define F_PINGED      0x80 /* bound, idle: our ping is out and nothing came in since */
+#define F_UNBIND_LATER 0x100 /* the stream ended during a delivery: unbind at the end of the
+                              * reactor iteration (see end_session()) */
 
 struct c2s {
     sz_xml_parser_t xp;  /* 64 */
@@ -67,8 +69,8 @@ struct c2s {
     sz_sasl_t *sasl;
     sz_jid_t *authed;    /* bare JID after SASL, until bound */
     uint8_t stage;
-    uint8_t flags;
     uint8_t host;        /* index in conf->hosts */
+    uint16_t flags;
     uint8_t failures;    /* SASL failures */
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
@@ -95,6 +97,7 @@ static __thread unsigned pending; /* lookups in flight on this reactor */
 
 static const sz_session_ops_t session_ops;
 static const sz_tls_io_t tls_io;
+static void flush_unbinds(void);
 
 void sz_c2s_set_tls(struct sz_tls_ctx *t)
 {
@@ -105,6 +108,7 @@ void sz_c2s_set_tls(struct sz_tls_ctx *t)
 void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct sz_tls_ctx *t)
 {
     conf = c;
+    sz_reactor_add_iteration_hook(flush_unbinds);
     if (acc)
         accounts = *acc;
     else
@@ -305,6 +309,84 @@ static void send_header(struct c2s *cs)
     raw_write(cs, buf, format_header(cs, buf));
 }
 
+/* ---- the end of a bound session ------------------------------------------ */
+
+static void undelivered(void *ctx, sz_stanza_t *st);
+
+/* Streams that ended while the router was delivering to some session of
+ * this reactor: their unbind waits for the end of the iteration, because
+ * unlinking a session (and maybe freeing its user) under a loop over the
+ * user's sessions would break that loop. Entries may be NULL (closed
+ * meanwhile). */
+static __thread struct c2s **unbind_q;
+static __thread unsigned unbind_n, unbind_cap;
+static __thread unsigned delivering; /* depth of sess_deliver() calls */
+
+static void unbind_now(struct c2s *cs)
+{
+    cs->flags &= (uint16_t)~(F_BOUND | F_UNBIND_LATER);
+    sz_reactor_t *r = sz_reactor_self();
+    /* The session leaves the router now, not when the connection is freed
+     * (after the lingering close, up to seconds later): its contacts and
+     * other resources get the unavailable presence at the moment the
+     * stream ends (RFC 6121 §4.5.2), and stanzas for it from here on take
+     * the no-such-resource path (§8.5.3.2) instead of a dead stream. */
+    sz_router_unbind(r, &cs->sess);
+    sz_jid_free(cs->sess.jid);
+    cs->sess.jid = NULL;
+    if (cs->sm) {
+        /* What the client never acknowledged is treated as sent to an
+         * unavailable resource (XEP-0198 §4). */
+        sz_sm_free(cs->sm, undelivered, r);
+        cs->sm = NULL;
+    }
+}
+
+/* The stream of <cs> ended (or its connection is going): a bound session
+ * is unbound at once, or at the end of this reactor iteration when a
+ * delivery is running. */
+static void end_session(struct c2s *cs)
+{
+    if (!(cs->flags & F_BOUND) || (cs->flags & F_UNBIND_LATER))
+        return;
+    if (delivering == 0) {
+        unbind_now(cs);
+        return;
+    }
+    if (unbind_n == unbind_cap) {
+        unbind_cap = unbind_cap ? 2 * unbind_cap : 16;
+        unbind_q = sz_realloc(unbind_q, unbind_cap * sizeof(*unbind_q));
+    }
+    unbind_q[unbind_n++] = cs;
+    cs->flags |= F_UNBIND_LATER;
+}
+
+/* Reactor iteration hook: the unbinds end_session() deferred. */
+static void flush_unbinds(void)
+{
+    if (!unbind_q)
+        return;
+    /* An unbind may end further streams (delivering is 0 here, so they
+     * unbind at once and never append). */
+    for (unsigned i = 0; i < unbind_n; i++)
+        if (unbind_q[i])
+            unbind_now(unbind_q[i]);
+    unbind_n = 0;
+    /* Deferrals are rare (a client overrun during a delivery): no memory
+     * is kept between them, nor left behind when the reactor exits. */
+    sz_free(unbind_q);
+    unbind_q = NULL;
+    unbind_cap = 0;
+}
+
+/* <cs> is being freed while its unbind waits. */
+static void forget_unbind(struct c2s *cs)
+{
+    for (unsigned i = 0; i < unbind_n; i++)
+        if (unbind_q[i] == cs)
+            unbind_q[i] = NULL;
+}
+
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
  * then closes after the output is flushed. <app> (trusted XML, short) is
  * an application-specific condition (§4.9.4) or NULL. */
@@ -324,6 +406,7 @@ static void stream_error_app(struct c2s *cs, const char *cond, const char *app)
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
     sz_conn_close(cs->c, true);
+    end_session(cs);
 }
 
 static void stream_error(struct c2s *cs, const char *cond)
@@ -462,7 +545,7 @@ static bool spoke_out_of_turn(struct c2s *cs)
 {
     if (!(cs->flags & F_SPOKE))
         return false;
-    cs->flags &= (uint8_t)~F_SPOKE;
+    cs->flags &= (uint16_t)~F_SPOKE;
     sz_sasl_free(cs->sasl);
     cs->sasl = NULL;
     sasl_failure(cs, "malformed-request");
@@ -492,7 +575,7 @@ static void plain_done(void *arg, int res)
     struct plain_job *job = arg;
     struct c2s *cs = job->cs;
     (void)res;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN)
         free_state(cs);
@@ -505,7 +588,7 @@ static void plain_done(void *arg, int res)
 static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
 {
     struct c2s *cs = arg;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN) {
         free_state(cs);
@@ -531,7 +614,7 @@ static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
         pending++;
         if (accounts.offload(accounts.ctx, plain_work, plain_done, job) == 0)
             return;
-        cs->flags &= (uint8_t)~F_LOOKUP;
+        cs->flags &= (uint16_t)~F_LOOKUP;
         pending--;
         sz_free(job);
     }
@@ -562,7 +645,7 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     sz_jid_free(j);
     if (ret < 0) {
         pending--;
-        cs->flags &= (uint8_t)~F_LOOKUP;
+        cs->flags &= (uint16_t)~F_LOOKUP;
         sz_sasl_out_t o2;
         sasl_result(cs, sz_sasl_creds(cs->sasl, SZ_SASL_CREDS_UNAVAILABLE, NULL, &o2), &o2);
     }
@@ -618,7 +701,7 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         uncount_source(cs);
         /* RFC 6120 §6.4.6: the client restarts the stream. */
         cs->stage = ST_HEADER;
-        cs->flags &= (uint8_t)~F_HEADER_SENT;
+        cs->flags &= (uint16_t)~F_HEADER_SENT;
         sz_xml_parser_reset(&cs->xp);
         sz_xml_limits_t lim = {SZ_CONF_LIMIT(conf, max_stanza_bytes),
                                (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
@@ -1027,7 +1110,7 @@ static bool register_budget(const struct c2s *cs)
 static void on_created(void *arg, int res)
 {
     struct c2s *cs = arg;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     char *id = cs->reg_id;
     cs->reg_id = NULL;
@@ -1084,7 +1167,7 @@ static void reg_done(void *arg, int res)
     struct reg_job *job = arg;
     struct c2s *cs = job->cs;
     (void)res;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN) {
         free_state(cs);
@@ -1097,7 +1180,7 @@ static void reg_done(void *arg, int res)
         cs->flags |= F_LOOKUP;
         pending++;
         if (accounts.create(accounts.ctx, job->jid, &job->creds, on_created, cs) < 0) {
-            cs->flags &= (uint8_t)~F_LOOKUP;
+            cs->flags &= (uint16_t)~F_LOOKUP;
             pending--;
             reg_answer(cs, "wait", "internal-server-error");
         }
@@ -1259,6 +1342,7 @@ static int on_end(void *ud)
         if (cs->tls && (cs->flags & F_TLS))
             sz_tls_shutdown(cs->tls, &tls_io, cs);
         sz_conn_close(cs->c, true);
+        end_session(cs);
     }
     return 1;
 }
@@ -1306,7 +1390,7 @@ static int tls_handshake(void *ud, sz_tls_t *t)
     cs->flags |= F_TLS;
     /* RFC 6120 §5.4.3.3: a new stream over TLS. */
     cs->stage = ST_HEADER;
-    cs->flags &= (uint8_t)~F_HEADER_SENT;
+    cs->flags &= (uint16_t)~F_HEADER_SENT;
     sz_xml_parser_reset(&cs->xp);
     return 0;
 }
@@ -1321,6 +1405,7 @@ static void feed_tls(struct c2s *cs, const char *p, size_t n)
                  sz_tls_error(cs->tls));
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true); /* an alert may be queued */
+        end_session(cs);
     } else if ((ret & SZ_TLS_PEER_CLOSED) && cs->stage != ST_CLOSED) {
         /* close_notify: end our stream too, then close. */
         if (cs->flags & F_HEADER_SENT)
@@ -1328,6 +1413,7 @@ static void feed_tls(struct c2s *cs, const char *p, size_t n)
         sz_tls_shutdown(cs->tls, &tls_io, cs);
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true);
+        end_session(cs);
     }
 }
 
@@ -1366,7 +1452,7 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
      * §4.6.1): the idle check reads these instead of re-arming a timer on
      * every read. */
     cs->last_in = clock32();
-    cs->flags &= (uint8_t)~F_PINGED;
+    cs->flags &= (uint16_t)~F_PINGED;
     if (cs->tls)
         feed_tls(cs, p, n);
     else
@@ -1393,6 +1479,16 @@ static void c2s_shutdown(sz_conn_t *c)
         stream_error(cs, "system-shutdown");
 }
 
+/* The peer closed TCP or the connection broke (a reset): no stream end
+ * can follow, so the session ends now. */
+static void c2s_eof(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    cs->stage = ST_CLOSED;
+    sz_conn_close(c, false);
+    end_session(cs);
+}
+
 static void c2s_moved(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
@@ -1408,14 +1504,11 @@ static void c2s_close(sz_conn_t *c)
     if (!cs)
         return;
     uncount_source(cs);
-    if (cs->flags & F_BOUND) {
-        sz_router_unbind(sz_conn_reactor(c), &cs->sess);
-        sz_jid_free(cs->sess.jid);
-        cs->sess.jid = NULL;
-    }
+    if (cs->flags & F_UNBIND_LATER)
+        forget_unbind(cs);
+    if (cs->flags & F_BOUND)
+        unbind_now(cs); /* also handles what XEP-0198 left unacknowledged */
     if (cs->sm) {
-        /* After unbinding: what the client never acknowledged is treated
-         * as sent to an unavailable resource (XEP-0198 §4). */
         sz_sm_free(cs->sm, undelivered, sz_conn_reactor(c));
         cs->sm = NULL;
     }
@@ -1460,6 +1553,7 @@ const sz_proto_t sz_proto_c2s = {
     .name = "c2s",
     .on_open = c2s_open,
     .on_data = c2s_data,
+    .on_eof = c2s_eof,
     .on_timer = c2s_timer,
     .on_shutdown = c2s_shutdown,
     .on_moved = c2s_moved,
@@ -1478,26 +1572,42 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
     struct c2s *cs = of_sess(s);
     size_t len;
     const char *raw = sz_stanza_raw(st, &len);
+    bool had_sm = cs->sm != NULL;
+    delivering++;
     /* A stream already ending, or a client that does not read (policy-
      * violation once its queue would pass the cap): not delivered. With
      * stream management the sender learns it (XEP-0198 §4); without, the
      * stanza is lost as with any broken TCP connection. */
     if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || sm_full(cs)) {
-        if (cs->sm)
+        if (had_sm)
             undelivered(sz_reactor_self(), st);
         else
             sz_stanza_unref(st);
+        delivering--;
         return;
     }
-    sz_stanza_t *keep = cs->sm ? sz_stanza_ref(st) : NULL;
-    if (cs->tls) {
-        sz_tls_output(cs->tls, raw, len, &tls_io, cs);
-        sz_stanza_unref(st);
+    int ret;
+    if (cs->tls)
+        ret = sz_tls_output(cs->tls, raw, len, &tls_io, cs);
+    else
+        ret = sz_conn_send_ref(cs->c, raw, len, release_stanza, sz_stanza_ref(st)); /* zero copy */
+    if (ret < 0) {
+        /* The bytes could not be queued (a broken TLS state, a connection
+         * going away): the stanza did not reach the client, so it is not
+         * counted for XEP-0198 and the stream ends, since the client can
+         * no longer be told anything reliably. The sender learns it
+         * (RFC 6121 §8.5.3.2.1 treats it like a resource that went away). */
+        SZ_DEBUG("msg=\"delivery failed\" conn=%llu err=%d", (unsigned long long)cs->c->id, ret);
+        cs->stage = ST_CLOSED;
+        sz_conn_close(cs->c, false);
+        end_session(cs);
+        sz_router_undelivered(sz_reactor_self(), st);
+    } else if (cs->sm) {
+        sm_sent(cs, st); /* keeps the reference until acknowledged */
     } else {
-        sz_conn_send_ref(cs->c, raw, len, release_stanza, st); /* zero copy */
+        sz_stanza_unref(st);
     }
-    if (keep)
-        sm_sent(cs, keep);
+    delivering--;
 }
 
 static void sess_kick(sz_session_t *s, const char *cond)
@@ -1506,7 +1616,7 @@ static void sess_kick(sz_session_t *s, const char *cond)
     /* A replaced session was unlinked by the router already: it is no
      * longer bound, and its last presence goes with it. */
     if ((cs->flags & F_BOUND) && !s->user) {
-        cs->flags &= (uint8_t)~F_BOUND;
+        cs->flags &= (uint16_t)~F_BOUND;
         sz_jid_free(s->jid);
         s->jid = NULL;
         s->available = false;
