@@ -335,6 +335,13 @@ SZ_TEST(full_jid_reaches_only_that_session)
     sz_stanza_unref(st);
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 0);
+    /* The same for the resource bound first. */
+    clear_all();
+    send_from(r, "<message to='" BALCONY "' type='chat' id='m3'/>");
+    SZ_CHECK_INT(b->n, 1);
+    SZ_CHECK(is(st = nth(b, 0), "message", "chat", ROMEO, BALCONY, "m3"));
+    sz_stanza_unref(st);
+    SZ_CHECK_INT(g->n + r->n, 0);
     /* A bound resource gets stanzas to its full JID before it is available. */
     fake_t *w = bound(JULIET "/window");
     clear_all();
