@@ -17,12 +17,12 @@
 #include "core/xml/tree.h"
 #include "sz_test.h"
 
-#define NS_CLIENT  "jabber:client"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_PING    "urn:xmpp:ping"
-#define NS_INFO    "http://jabber.org/protocol/disco#info"
-#define NS_ITEMS   "http://jabber.org/protocol/disco#items"
-#define NS_VERSION "jabber:iq:version"
+#define NS_CLIENT   "jabber:client"
+#define NS_STANZAS  "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_PING     "urn:xmpp:ping"
+#define NS_INFO     "http://jabber.org/protocol/disco#info"
+#define NS_ITEMS    "http://jabber.org/protocol/disco#items"
+#define NS_VERSION  "jabber:iq:version"
 #define NS_REGISTER "jabber:iq:register"
 
 #define JULIET  "juliet@example.com"
@@ -31,12 +31,12 @@
 #define ROMEO   "romeo@example.com/orchard"
 
 /* A broken fixture rather than a failed check: TAP bails out. */
-#define MUST(x)                                                                                  \
-    do {                                                                                         \
-        if (!(x)) {                                                                              \
-            printf("Bail out! %s:%d: %s\n", __FILE__, __LINE__, #x);                             \
-            exit(1);                                                                             \
-        }                                                                                        \
+#define MUST(x)                                                                                    \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            printf("Bail out! %s:%d: %s\n", __FILE__, __LINE__, #x);                               \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* Served domains: registration is enabled on the first only. */
@@ -417,15 +417,15 @@ SZ_TEST(bare_jid_negative_priority_gets_none)
     send_from(r, "<message to='" JULIET "' type='chat' id='c1'><body>x</body></message>");
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "message", JULIET, ROMEO, "c1", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "message", JULIET, ROMEO, "c1", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     clear_all();
     send_from(r, "<message to='" JULIET "' id='n1'/>");
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "message", JULIET, ROMEO, "n1", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "message", JULIET, ROMEO, "n1", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     /* ...a headline is dropped silently. */
     clear_all();
@@ -437,8 +437,8 @@ SZ_TEST(bare_jid_negative_priority_gets_none)
     send_from(r, "<message to='" JULIET "' type='chat' id='c2'/>");
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "message", JULIET, ROMEO, "c2", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "message", JULIET, ROMEO, "c2", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     done();
 }
@@ -455,8 +455,8 @@ SZ_TEST(bare_jid_error_dropped_groupchat_bounced)
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 1);
     sz_stanza_t *st;
-    SZ_CHECK(is_error(st = nth(r, 0), "message", JULIET, ROMEO, "g1", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "message", JULIET, ROMEO, "g1", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     done();
 }
@@ -493,8 +493,7 @@ SZ_TEST(unknown_resource)
     send_from(r, "<message to='" JULIET "/nowhere' type='error' id='e1'/>");
     SZ_CHECK(silent());
     /* §8.5.3.2.3: an iq gets service-unavailable. */
-    send_from(r, "<iq to='" JULIET "/nowhere' type='get' id='q1'><ping xmlns='" NS_PING
-                 "'/></iq>");
+    send_from(r, "<iq to='" JULIET "/nowhere' type='get' id='q1'><ping xmlns='" NS_PING "'/></iq>");
     SZ_CHECK_INT(b->n, 0);
     SZ_CHECK_INT(r->n, 1);
     SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET "/nowhere", ROMEO, "q1", "cancel",
@@ -679,8 +678,9 @@ SZ_TEST(server_disco_info)
     for (int host = 0; host < 2; host++) {
         clear_all();
         char xml[160];
-        snprintf(xml, sizeof(xml), "<iq to='%s' type='get' id='i%d'><query xmlns='" NS_INFO
-                 "'/></iq>", domains[host], host);
+        snprintf(xml, sizeof(xml),
+                 "<iq to='%s' type='get' id='i%d'><query xmlns='" NS_INFO "'/></iq>", domains[host],
+                 host);
         send_from(r, xml);
         SZ_CHECK_INT(r->n, 1);
         char id[16];
@@ -709,8 +709,8 @@ SZ_TEST(server_disco_info_node_not_found)
                  "' node='http://example.com/caps'/></iq>");
     SZ_CHECK_INT(r->n, 1);
     sz_stanza_t *st;
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "n1", "cancel",
-                      "item-not-found"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "n1", "cancel", "item-not-found"));
     sz_stanza_unref(st);
     done();
 }
@@ -734,8 +734,7 @@ SZ_TEST(server_version)
 {
     setup();
     fake_t *r = bound(ROMEO);
-    send_from(r, "<iq to='example.com' type='get' id='v1'><query xmlns='" NS_VERSION
-                 "'/></iq>");
+    send_from(r, "<iq to='example.com' type='get' id='v1'><query xmlns='" NS_VERSION "'/></iq>");
     SZ_CHECK_INT(r->n, 1);
     sz_stanza_t *st = nth(r, 0);
     SZ_CHECK(is(st, "iq", "result", "example.com", ROMEO, "v1"));
@@ -771,14 +770,12 @@ SZ_TEST(server_payload_count_bad_request)
     send_from(r, "<iq to='example.com' type='get' id='t1'><ping xmlns='" NS_PING "'/>"
                  "<query xmlns='" NS_INFO "'/></iq>");
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "t1", "modify",
-                      "bad-request"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "t1", "modify", "bad-request"));
     sz_stanza_unref(st);
     clear_all();
     send_from(r, "<iq to='example.com' type='get' id='t0'/>");
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "t0", "modify",
-                      "bad-request"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "t0", "modify", "bad-request"));
     sz_stanza_unref(st);
     done();
 }
@@ -790,8 +787,7 @@ SZ_TEST(server_ping_set_bad_request)
     send_from(r, "<iq to='example.com' type='set' id='s1'><ping xmlns='" NS_PING "'/></iq>");
     SZ_CHECK_INT(r->n, 1);
     sz_stanza_t *st;
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "s1", "modify",
-                      "bad-request"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "s1", "modify", "bad-request"));
     sz_stanza_unref(st);
     done();
 }
@@ -834,8 +830,7 @@ SZ_TEST(iq_without_to_is_for_the_account)
     clear_all();
     send_from(b, "<iq type='get' id='a3'><query xmlns='" NS_VERSION "'/></iq>");
     SZ_CHECK_INT(b->n, 1);
-    SZ_CHECK(is_error(st = nth(b, 0), "iq", NULL, BALCONY, "a3", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(is_error(st = nth(b, 0), "iq", NULL, BALCONY, "a3", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     SZ_CHECK_INT(g->n, 0);
     done();
@@ -897,8 +892,7 @@ SZ_TEST(iq_to_bare_jid_of_offline_account)
     /* No lookup configured: the user is unknown. */
     send_from(r, "<iq to='" JULIET "' type='get' id='x0'><ping xmlns='" NS_PING "'/></iq>");
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x0", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x0", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
 
     sz_router_set_exists(fake_exists, &ex);
@@ -924,8 +918,7 @@ SZ_TEST(iq_to_bare_jid_of_offline_account)
     SZ_CHECK_INT(r->n, 0);
     exists_answer(0);
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x2", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x2", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     /* The lookup fails, later or at once. */
     clear_all();
@@ -936,11 +929,9 @@ SZ_TEST(iq_to_bare_jid_of_offline_account)
     SZ_CHECK_INT(ex.calls, 4);
     SZ_CHECK_INT(sz_router_pending(), 0);
     SZ_CHECK_INT(r->n, 2);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x3", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", JULIET, ROMEO, "x3", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
-    SZ_CHECK(is_error(st = nth(r, 1), "iq", JULIET, ROMEO, "x4", "cancel",
-                      "service-unavailable"));
+    SZ_CHECK(is_error(st = nth(r, 1), "iq", JULIET, ROMEO, "x4", "cancel", "service-unavailable"));
     sz_stanza_unref(st);
     /* A result or error needs no lookup and gets no answer. */
     clear_all();
@@ -990,8 +981,7 @@ SZ_TEST(malformed_to_jid)
     sz_router_from_client(&reactor, &r->s, st, standin);
     sz_jid_free(standin);
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "message", "a@b@c", ROMEO, "j1", "modify",
-                      "jid-malformed"));
+    SZ_CHECK(is_error(st = nth(r, 0), "message", "a@b@c", ROMEO, "j1", "modify", "jid-malformed"));
     sz_stanza_unref(st);
     done();
 }
@@ -1029,15 +1019,14 @@ SZ_TEST(undelivered_bounces_requests)
     undelivered("<message from='" ROMEO "' to='" BALCONY "' type='chat' id='u1'><body>x</body>"
                 "</message>");
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "message", BALCONY, ROMEO, "u1", "wait",
-                      "recipient-unavailable"));
+    SZ_CHECK(
+        is_error(st = nth(r, 0), "message", BALCONY, ROMEO, "u1", "wait", "recipient-unavailable"));
     sz_stanza_unref(st);
     clear_all();
     undelivered("<iq from='" ROMEO "' to='" BALCONY "' type='get' id='u2'><ping xmlns='" NS_PING
                 "'/></iq>");
     SZ_CHECK_INT(r->n, 1);
-    SZ_CHECK(is_error(st = nth(r, 0), "iq", BALCONY, ROMEO, "u2", "wait",
-                      "recipient-unavailable"));
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", BALCONY, ROMEO, "u2", "wait", "recipient-unavailable"));
     sz_stanza_unref(st);
     /* Presence, results and errors go nowhere. */
     clear_all();
