@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "core/mem.h"
+#include "core/mod/modules.h"
 #include "core/xml/parser.h"
 #include "core/xml/tree.h"
 #include "sz_test.h"
@@ -761,6 +762,24 @@ SZ_TEST(server_unknown_payload)
     done();
 }
 
+/* RFC 6120 §8.2.3: every iq request is answered, also one to a
+ * domain/resource, which names no entity on this server. */
+SZ_TEST(iq_to_domain_resource_answered)
+{
+    setup();
+    fake_t *r = bound(ROMEO);
+    send_from(r, "<iq to='example.com/res' type='get' id='d1'><ping xmlns='" NS_PING "'/></iq>");
+    SZ_CHECK_INT(r->n, 1);
+    sz_stanza_t *st;
+    SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com/res", ROMEO, "d1", "cancel",
+                      "service-unavailable"));
+    sz_stanza_unref(st);
+    clear_all();
+    send_from(r, "<iq to='example.com/res' type='result' id='d2'/>");
+    SZ_CHECK_INT(r->n, 0);
+    done();
+}
+
 SZ_TEST(server_payload_count_bad_request)
 {
     setup();
@@ -1040,6 +1059,9 @@ SZ_TEST(undelivered_bounces_requests)
 
 int main(void)
 {
+    /* The IQs the server answers are modules: the same list stanzad runs. */
+    sz_mod_env_t env = {NULL, NULL};
+    sz_mods_register(&env);
     SZ_RUN(full_jid_reaches_only_that_session);
     SZ_RUN(bare_jid_highest_priority);
     SZ_RUN(bare_jid_headline_to_all_non_negative);
@@ -1056,6 +1078,7 @@ int main(void)
     SZ_RUN(server_disco_items_empty);
     SZ_RUN(server_version);
     SZ_RUN(server_unknown_payload);
+    SZ_RUN(iq_to_domain_resource_answered);
     SZ_RUN(server_payload_count_bad_request);
     SZ_RUN(server_ping_set_bad_request);
     SZ_RUN(server_result_and_error_unanswered);
