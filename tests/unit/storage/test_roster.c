@@ -6,8 +6,9 @@
  * opening it at the same time), requests from a reactor (callbacks on its
  * thread, per-owner order) and blocking requests from plain threads.
  *
- * Child mode: "test_storage_roster --child-open PATH" opens PATH (which
- * migrates it) and closes it: the other processes of the migration race.
+ * Child mode: "test_storage_roster --child-open PATH GO" waits until the
+ * file GO exists, then opens PATH (which migrates it) and closes it: the
+ * other processes of the migration race.
  */
 #include "storage/roster.h"
 
@@ -747,9 +748,10 @@ static void on_count(void *arg, int res, uint64_t n)
     *(int64_t *)arg = res == 0 ? (int64_t)n : res;
 }
 
-static pid_t spawn_open(const char *path)
+static pid_t spawn_open(const char *path, const char *go)
 {
-    char *argv[] = {(char *)"/proc/self/exe", (char *)"--child-open", (char *)path, NULL};
+    char *argv[] = {(char *)"/proc/self/exe", (char *)"--child-open", (char *)path, (char *)go,
+                    NULL};
     pid_t pid = -1;
     if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0)
         return -1;
@@ -765,18 +767,27 @@ SZ_TEST(migrate_from_schema1)
     versions_of(p, vs, sizeof(vs));
     SZ_CHECK_STR(vs, "1");
 
-    /* Two other processes open (and so migrate) the file at the same time
-     * as this one: exactly one of them applies migration 2. */
-    pid_t p1 = spawn_open(p), p2 = spawn_open(p);
+    /* Other processes open (and so migrate) the file at the same moment
+     * as this one (they start when the file <go> appears): all succeed,
+     * and exactly one of them applies migration 2. */
+    enum { KIDS = 4 };
+    char go[600];
+    snprintf(go, sizeof(go), "%s/v1.go", tmpdir);
+    pid_t kid[KIDS];
+    for (int i = 0; i < KIDS; i++)
+        kid[i] = spawn_open(p, go);
+    usleep(300 * 1000); /* let them start and wait */
+    FILE *f = fopen(go, "w");
+    if (f)
+        fclose(f);
     sz_store_t *s = open_at(p, 2);
     SZ_CHECK(s != NULL);
-    int st1 = -1, st2 = -1;
-    if (p1 > 0)
-        waitpid(p1, &st1, 0);
-    if (p2 > 0)
-        waitpid(p2, &st2, 0);
-    SZ_CHECK(WIFEXITED(st1) && WEXITSTATUS(st1) == 0);
-    SZ_CHECK(WIFEXITED(st2) && WEXITSTATUS(st2) == 0);
+    for (int i = 0; i < KIDS; i++) {
+        int st = -1;
+        if (kid[i] > 0)
+            waitpid(kid[i], &st, 0);
+        SZ_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
     if (!s)
         return;
     versions_of(p, vs, sizeof(vs));
@@ -1103,7 +1114,9 @@ static void rm_rf(const char *dir)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--child-open") == 0) {
+    if (argc == 4 && strcmp(argv[1], "--child-open") == 0) {
+        for (int i = 0; i < 10000 && access(argv[3], F_OK) < 0; i++)
+            usleep(100);
         sz_store_t *s = open_at(argv[2], 1);
         sz_store_close(s);
         return s ? 0 : 1;
