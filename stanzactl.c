@@ -4,7 +4,9 @@
  * write waits for the other process's lock instead of failing).
  *
  * Single-threaded except import-users, which derives credentials on one
- * thread per CPU and writes them in batches of one transaction each. The
+ * thread per CPU and writes them in batches of one transaction each, and
+ * import-rosters, which writes its items from a few threads at once (one
+ * transaction per item: storage/roster.h has no batch write). The
  * store is used from non-reactor threads only, so every store call blocks
  * and runs its callback before returning (storage/store.h).
  *
@@ -27,6 +29,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "net/scram.h"
+#include "storage/roster.h"
 #include "storage/store.h"
 
 #define EXIT_USAGE         2
@@ -34,6 +37,7 @@
 #define IMPORT_BATCH       1000 /* accounts per transaction */
 #define IMPORT_THREADS_MAX 256
 #define ITER_MAX           10000000u
+#define ROSTER_THREADS     4 /* submitters: they overlap the hand-offs to the storage worker */
 
 static const char *prog = "stanzactl";
 
@@ -51,6 +55,11 @@ static void usage(FILE *f)
             "                       per line (the password is the rest of the line after the\n"
             "                       blank that follows the JID; empty lines and lines starting\n"
             "                       with '#' are skipped)\n"
+            "  import-rosters FILE  write the roster items listed in FILE, one\n"
+            "                       \"OWNER CONTACT [SUBSCRIPTION]\" per line (bare JIDs;\n"
+            "                       SUBSCRIPTION none, to, from or both, default both; an\n"
+            "                       item that exists is replaced; the owner's account must\n"
+            "                       exist; limits.max_roster_items applies)\n"
             "\n"
             "options:\n"
             "  --config FILE        the node's config (storage.path and hosts); required\n"
@@ -732,6 +741,192 @@ out:
     return rc;
 }
 
+/* ---- import-rosters ------------------------------------------------------ */
+
+/* One line of a roster file: the item <contact> (with <sub>) in the roster
+ * of <owner>. */
+struct ritem {
+    unsigned line;
+    sz_jid_t *owner;  /* NULL: the line is bad (<msg>) */
+    char *contact;    /* normalized bare JID */
+    enum sz_store_sub sub;
+    char *msg;        /* why the line is bad, or why its write failed */
+    int res;          /* store result of its put */
+};
+
+struct rimport {
+    struct ctl *c;
+    struct ritem *items;
+    size_t n;
+    size_t next;    /* next chunk start (atomic) */
+    size_t written; /* atomic */
+};
+
+#define ROSTER_CHUNK 256 /* lines a submitter takes at a time */
+
+static void on_ver(void *arg, int res, uint64_t ver)
+{
+    (void)ver;
+    ((struct result *)arg)->res = res;
+}
+
+static void *roster_thread(void *arg)
+{
+    struct rimport *im = arg;
+    unsigned max = im->c->conf->limits.max_roster_items;
+    for (;;) {
+        size_t start = __atomic_fetch_add(&im->next, ROSTER_CHUNK, __ATOMIC_RELAXED);
+        if (start >= im->n)
+            break;
+        size_t end = start + ROSTER_CHUNK < im->n ? start + ROSTER_CHUNK : im->n;
+        size_t made = 0;
+        for (size_t i = start; i < end; i++) {
+            struct ritem *e = &im->items[i];
+            if (!e->owner)
+                continue;
+            sz_store_roster_item_t it = {.jid = e->contact, .sub = e->sub};
+            struct result r = {-EIO, 0};
+            int ret = sz_store_roster_put(im->c->store, e->owner, &it, max, on_ver, &r);
+            e->res = ret < 0 ? ret : r.res;
+            made += e->res == 0;
+        }
+        __atomic_fetch_add(&im->written, made, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static int parse_sub(const char *s, enum sz_store_sub *out)
+{
+    static const char *const words[] = {"none", "to", "from", "both"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, words[i]) == 0) {
+            *out = (enum sz_store_sub)i; /* the enum follows RFC 6121's order */
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* Parses one non-empty line <s> into <e>. Consecutive lines of the same
+ * owner share the owner's parsed JID through <last>, so a file sorted by
+ * owner parses each owner once. */
+static void parse_ritem(struct ctl *c, char *s, struct ritem *e, struct ritem *last)
+{
+    char *f[4] = {NULL};
+    int nf = 0;
+    for (char *tok = strtok(s, " \t"); tok; tok = strtok(NULL, " \t"))
+        f[nf < 4 ? nf++ : 3] = tok;
+    char m[1200];
+    if (nf < 2 || nf > 3) {
+        e->msg = sz_strdup("expected \"OWNER CONTACT [SUBSCRIPTION]\"");
+        return;
+    }
+    if (parse_sub(nf == 3 ? f[2] : "both", &e->sub) < 0) {
+        snprintf(m, sizeof(m), "unknown subscription '%.100s' (none, to, from or both)", f[2]);
+        e->msg = sz_strdup(m);
+        return;
+    }
+    sz_jid_t *ct = NULL;
+    enum sz_jid_err why = SZ_JID_OK;
+    if (sz_jid_parse_err(f[1], strlen(f[1]), &ct, &why) < 0 || !sz_jid_is_bare(ct)) {
+        snprintf(m, sizeof(m), "bad contact '%.100s': %s", f[1],
+                 ct ? "a roster item is a bare JID" : sz_jid_strerror(why));
+        e->msg = sz_strdup(m);
+        sz_jid_free(ct);
+        return;
+    }
+    e->contact = sz_jid_to_str(ct, true);
+    sz_jid_free(ct);
+    if (last && last->owner) {
+        char *prev = sz_jid_to_str(last->owner, true);
+        bool same = strcmp(prev, f[0]) == 0;
+        sz_free(prev);
+        if (same) {
+            e->owner = last->owner;
+            return;
+        }
+    }
+    e->owner = account_jid(c, f[0], m, sizeof(m));
+    if (!e->owner)
+        e->msg = sz_strdup(m);
+}
+
+static int cmd_import_rosters(struct ctl *c, const char *path)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t len = 0;
+    char *buf = slurp(path, &len);
+    if (!buf)
+        return 1;
+    size_t cap = 1024, n = 0;
+    struct ritem *its = sz_malloc(cap * sizeof(*its));
+    unsigned lineno = 0;
+    for (char *p = buf, *end = buf + len; p < end;) {
+        lineno++;
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *s = p;
+        p = eol ? eol + 1 : end;
+        if (eol)
+            *eol = '\0';
+        s[strcspn(s, "\r")] = '\0';
+        s += strspn(s, " \t");
+        if (*s == '\0' || *s == '#')
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            its = sz_realloc(its, cap * sizeof(*its));
+        }
+        struct ritem *e = &its[n];
+        memset(e, 0, sizeof(*e));
+        e->line = lineno;
+        parse_ritem(c, s, e, n ? &its[n - 1] : NULL);
+        n++;
+    }
+
+    struct rimport im = {.c = c, .items = its, .n = n};
+    pthread_t th[ROSTER_THREADS];
+    size_t started = 0;
+    for (size_t i = 0; i < ROSTER_THREADS && i * ROSTER_CHUNK < n; i++)
+        if (pthread_create(&th[started], NULL, roster_thread, &im) == 0)
+            started++;
+    if (started == 0)
+        roster_thread(&im);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ritem *e = &its[i];
+        char *owner = e->owner ? sz_jid_to_str(e->owner, true) : NULL;
+        if (e->msg)
+            fprintf(stderr, "%s:%u: %s\n", path, e->line, e->msg);
+        else if (e->res == -ENOENT)
+            fprintf(stderr, "%s:%u: no such user %s\n", path, e->line, owner);
+        else if (e->res == -ENOSPC)
+            fprintf(stderr, "%s:%u: the roster of %s is full (limits.max_roster_items %u)\n",
+                    path, e->line, owner, c->conf->limits.max_roster_items);
+        else if (e->res < 0)
+            fprintf(stderr, "%s:%u: %s not written: %s\n", path, e->line, e->contact,
+                    store_err(e->res));
+        bad += e->msg || e->res < 0;
+        sz_free(owner);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("imported %zu of %zu roster items from %s in %.2f s (%zu line%s with errors)\n",
+           im.written, n, path, secs, bad, bad == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        /* an owner JID is shared by the run of lines that parsed it */
+        if (its[i].owner && (i + 1 == n || its[i + 1].owner != its[i].owner))
+            sz_jid_free(its[i].owner);
+        sz_free(its[i].contact);
+        sz_free(its[i].msg);
+    }
+    sz_free(its);
+    sz_free(buf);
+    return bad ? 1 : 0;
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -798,6 +993,8 @@ int main(int argc, char **argv)
         fn = cmd_list;
     else if (strcmp(cmd, "import-users") == 0)
         fn = cmd_import;
+    else if (strcmp(cmd, "import-rosters") == 0)
+        fn = cmd_import_rosters;
     else if (strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;
