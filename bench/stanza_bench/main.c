@@ -52,10 +52,15 @@ static void usage(FILE *f)
         "  roster-presence  log in the same way (each user also sends a roster get),\n"
         "             then --presence-rate presence updates/s in total for --duration s:\n"
         "             an update is directed presence to each of the user's --contacts\n"
-        "             contacts (users j+1..j+N), each carrying its intended send time\n"
+        "             contacts (users j+1..j+N), each carrying its intended send time;\n"
+        "             with --broadcast, one presence without 'to' that the server\n"
+        "             sends to the user's roster (provision --contacts)\n"
         "  run FILE   the scenario and parameters of a YAML file (bench/scenarios/)\n"
         "  provision  write an import file (one \"JID PASSWORD\" per line) for --users\n"
-        "             accounts and run `stanzactl --config F --iterations N import-users`\n"
+        "             accounts and run `stanzactl --config F --iterations N import-users`;\n"
+        "             with --contacts C (even) also a roster file and `stanzactl\n"
+        "             import-rosters`: user j (from 0) gets users j-C/2..j-1 and\n"
+        "             j+1..j+C/2 (modulo --users), subscription both\n"
         "\n"
         "target:\n"
         "  --server ADDR        IPv4 address of the server (default 127.0.0.1)\n"
@@ -89,6 +94,9 @@ static void usage(FILE *f)
         "  --msg-size B         one2one: body bytes per message (default 64)\n"
         "  --contacts N         roster-presence: contacts per user (default 10)\n"
         "  --presence-rate R    roster-presence: presence updates/s in total (default 10)\n"
+        "  --broadcast          roster-presence: each update is one broadcast presence\n"
+        "                       (no 'to'); the server's roster does the fan-out to the\n"
+        "                       --contacts contacts, and the roster get must return them\n"
         "  --login-timeout S    a login not done after S s fails (default 30)\n"
         "  --loss-timeout S     a message not delivered within S s is lost (default 5)\n"
         "\n"
@@ -117,7 +125,9 @@ static void usage(FILE *f)
         "provision:\n"
         "  --stanzactl PATH     stanzactl binary    --config FILE   the node's config\n"
         "  --iterations N       PBKDF2 iterations (default 1: test accounts only)\n"
-        "  --file F             keep the import file at F (default: a temporary file)\n"
+        "  --file F             keep the import file at F (default: a temporary file;\n"
+        "                       the roster file is F.rosters)\n"
+        "  --contacts C         also write rosters of C contacts (even, below --users)\n"
         "  --xep0077            instead of stanzactl: register each account in-band\n"
         "                       (XEP-0077) on --server/--port, plaintext, one at a time,\n"
         "                       from the --src addresses in turn (servers limit\n"
@@ -160,8 +170,73 @@ static uint32_t ip4(const char *s)
 
 /* ---- provision ------------------------------------------------------------ */
 
+/* Runs `<ctl> --config <config> [--iterations <its>] <cmd> <path>`; returns
+ * its exit status (1 when it cannot run). */
+static int run_ctl(const char *ctl, const char *config, const char *its, const char *cmd,
+                   const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (its)
+            execl(ctl, ctl, "--config", config, "--iterations", its, cmd, path, (char *)NULL);
+        else
+            execl(ctl, ctl, "--config", config, cmd, path, (char *)NULL);
+        fprintf(stderr, "%s: cannot run %s: %s\n", prog, ctl, strerror(errno));
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        st = -1;
+    return (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : 1;
+}
+
+/* The roster file for `stanzactl import-rosters`: user j (0-based) holds
+ * users j-C/2 .. j-1 and j+1 .. j+C/2 (modulo users) with subscription
+ * both. The relation is symmetric, so the two items of a pair agree (RFC
+ * 6121 §3), and j's broadcast reaches exactly C contacts: those are the
+ * "contacts of j" of roster-presence --broadcast. bench/peers/prosody-provision
+ * writes the same rosters for Prosody. */
+static int provision_rosters(const sb_conf_t *cf, const char *ctl, const char *config,
+                             const char *keep)
+{
+    char path[4096], tmpl[] = "/tmp/stanza-bench-rosters-XXXXXX";
+    int fd = -1;
+    if (keep) {
+        snprintf(path, sizeof(path), "%s.rosters", keep);
+    } else {
+        fd = mkstemp(tmpl);
+        snprintf(path, sizeof(path), "%s", tmpl);
+    }
+    FILE *f = keep ? fopen(path, "w") : fdopen(fd, "w");
+    if (!f) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+        return 1;
+    }
+    const uint32_t half = cf->contacts / 2, n = cf->users;
+    for (uint32_t j = 0; j < n; j++) {
+        char u[160], c[160];
+        sb_pattern(cf->user_pattern, cf->first + j, u, sizeof(u));
+        for (uint32_t k = 1; k <= half; k++) {
+            sb_pattern(cf->user_pattern, cf->first + (j + n - k) % n, c, sizeof(c));
+            fprintf(f, "%s@%s %s@%s both\n", u, cf->domain, c, cf->domain);
+            sb_pattern(cf->user_pattern, cf->first + (j + k) % n, c, sizeof(c));
+            fprintf(f, "%s@%s %s@%s both\n", u, cf->domain, c, cf->domain);
+        }
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog, path, strerror(errno));
+        return 1;
+    }
+    int rc = run_ctl(ctl, config, NULL, "import-rosters", path);
+    if (!keep)
+        unlink(path);
+    fprintf(stderr, "%s: provision: %u rosters of %u contacts, stanzactl exit %d\n", prog, n,
+            cf->contacts, rc);
+    return rc;
+}
+
 static int provision(const sb_conf_t *cf, const char *ctl, const char *config, unsigned iter,
-                     const char *keep)
+                     const char *keep, bool rosters)
 {
     char tmpl[] = "/tmp/stanza-bench-users-XXXXXX";
     int fd = keep ? -1 : mkstemp(tmpl);
@@ -183,22 +258,18 @@ static int provision(const sb_conf_t *cf, const char *ctl, const char *config, u
     }
     char its[16];
     snprintf(its, sizeof(its), "%u", iter);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl(ctl, ctl, "--config", config, "--iterations", its, "import-users", path,
-              (char *)NULL);
-        fprintf(stderr, "%s: cannot run %s: %s\n", prog, ctl, strerror(errno));
-        _exit(127);
-    }
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) < 0)
-        st = -1;
+    int rc = run_ctl(ctl, config, its, "import-users", path);
     if (!keep)
         unlink(path);
-    int rc = (st >= 0 && WIFEXITED(st)) ? WEXITSTATUS(st) : 1;
     fprintf(stderr, "%s: provision: %u accounts %s@%s..., stanzactl exit %d%s\n", prog,
             cf->users, cf->user_pattern, cf->domain, rc,
             rc == 1 ? " (accounts that already exist are reported as errors)" : "");
+    /* Existing accounts are no reason to skip their rosters (items are
+     * replaced, so importing twice is harmless); anything else is. */
+    if (rosters && rc <= 1) {
+        int r2 = provision_rosters(cf, ctl, config, keep);
+        rc = r2 ? r2 : rc;
+    }
     return rc;
 }
 
@@ -529,7 +600,8 @@ int main(int argc, char **argv)
         O_SERVER = 256, O_PORT, O_DOMAIN, O_USERS, O_FIRST, O_UPAT, O_PPAT, O_RES, O_MECH,
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
-        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM, O_LAZY
+        O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM, O_LAZY,
+        O_BCAST
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -550,12 +622,13 @@ int main(int argc, char **argv)
         {"ca", 1, NULL, O_CA},              {"csv", 1, NULL, O_CSV},
         {"xep0077", 0, NULL, O_XEP0077},    {"sm", 0, NULL, O_SM}, {"lazy-recv", 0, NULL, O_LAZY},
         {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
-        {"presence-rate", 1, NULL, O_PRATE},          {NULL, 0, NULL, 0},
+        {"presence-rate", 1, NULL, O_PRATE},          {"broadcast", 0, NULL, O_BCAST},
+        {NULL, 0, NULL, 0},
     };
     pid_t server_pid = 0;
     const char *json = NULL, *ctl = NULL, *config = NULL, *keep = NULL;
     unsigned iter = 1;
-    bool quiet = false;
+    bool quiet = false, contacts_set = false;
     optind = first_opt;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -635,7 +708,11 @@ int main(int argc, char **argv)
         case O_SM: cf->sm = true; break;
         case O_LAZY: cf->lazy_recv = true; break;
         case O_PROCS: procs = (unsigned)num("--procs", optarg, 1, 64); break;
-        case O_CONTACTS: cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000); break;
+        case O_CONTACTS:
+            cf->contacts = (uint32_t)num("--contacts", optarg, 1, 1000);
+            contacts_set = true;
+            break;
+        case O_BCAST: cf->broadcast = true; break;
         case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;
         default: usage(stderr); return 2;
         }
@@ -647,7 +724,10 @@ int main(int argc, char **argv)
     if (provision_cmd) {
         if (!ctl || !config)
             die("%s", "provision needs --stanzactl PATH and --config FILE, or --xep0077");
-        return provision(cf, ctl, config, iter, keep);
+        if (contacts_set && (cf->contacts % 2 || cf->contacts >= cf->users))
+            die("--contacts: %u must be even and less than --users (%u)", cf->contacts,
+                cf->users);
+        return provision(cf, ctl, config, iter, keep, contacts_set);
     }
     if (sb_mech_is_plus(cf->mech) && (cf->tls == SB_TLS_NONE || cf->tls_version != TLS1_3_VERSION))
         die("%s", "a -PLUS mechanism needs --tls starttls|direct and TLS 1.3 (tls-exporter)");
@@ -660,6 +740,11 @@ int main(int argc, char **argv)
     if (cf->scenario == SB_SC_ROSTER && cf->contacts >= cf->users / procs)
         die("--contacts: %u must be less than the users of a process (%u)", cf->contacts,
             cf->users / procs);
+    if (cf->broadcast && cf->scenario != SB_SC_ROSTER)
+        die("%s", "--broadcast is an option of roster-presence");
+    if (cf->broadcast && procs > 1)
+        die("%s", "--broadcast needs --procs 1: the server's fan-out would cross processes, "
+                  "which count their deliveries apart");
     if (procs > cf->users)
         die("--procs: %u processes for %u users", procs, cf->users);
     if (server_pid > 0 && kill(server_pid, 0) < 0 && errno == ESRCH)

@@ -249,6 +249,12 @@ void sb_report_print(const sb_report_t *r, FILE *f)
     } else {
         fprintf(f, "%-22s %.1f s\n", "held idle", cf->duration);
     }
+    if (cf->scenario == SB_SC_ROSTER)
+        fprintf(f, "%-22s %llu results (%llu items, %.1f per roster%s), errors counted below\n",
+                "roster gets", (unsigned long long)r->c.roster_results,
+                (unsigned long long)r->c.roster_items,
+                r->c.roster_results ? (double)r->c.roster_items / (double)r->c.roster_results : 0.0,
+                cf->broadcast ? "; broadcast mode" : "; directed mode");
     if (cf->sm)
         fprintf(f,
                 "%-22s enabled %llu, failed %llu, not offered %llu; <r/> received %llu, "
@@ -328,7 +334,11 @@ int sb_report_json(const sb_report_t *r, const char *path)
             sb_scenario_name(cf->scenario));
     fprintf(f, "  \"procs\": %u,\n", r->procs ? r->procs : 1);
     if (cf->scenario == SB_SC_ROSTER)
-        fprintf(f, "  \"contacts\": %u,\n", cf->contacts);
+        fprintf(f,
+                "  \"contacts\": %u,\n  \"broadcast\": %s,\n"
+                "  \"roster\": {\"results\": %llu, \"items\": %llu},\n",
+                cf->contacts, cf->broadcast ? "true" : "false",
+                (unsigned long long)r->c.roster_results, (unsigned long long)r->c.roster_items);
     fprintf(f, "  \"server\": \"%u.%u.%u.%u:%u\",\n  \"domain\": ", a >> 24, (a >> 16) & 255,
             (a >> 8) & 255, a & 255, ntohs(cf->server.sin_port));
     jstr(f, cf->domain);

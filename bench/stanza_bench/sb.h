@@ -23,8 +23,9 @@
 #include "core/bufring.h"
 #include "core/xml/parser.h"
 
-/* roster-presence: one2one's phases, with presence updates (directed
- * presence to each of <contacts> roster contacts) instead of messages. */
+/* roster-presence: one2one's phases, with presence updates instead of
+ * messages: directed presence to each of <contacts> contacts, or with
+ * <broadcast> one presence that the server fans out to the roster. */
 enum sb_scenario { SB_SC_CONNECT = 0, SB_SC_ONE2ONE, SB_SC_ROSTER };
 
 /* --tls: how a session gets TLS (tls.c). */
@@ -58,6 +59,8 @@ typedef struct sb_conf {
     uint64_t tick_ns;                  /* minimum timed sleep, 0: exact */
     bool lazy_recv;                    /* --lazy-recv: arrivals wait for the next tick */
     uint32_t contacts;                 /* roster-presence: contacts per user */
+    bool broadcast;                    /* roster-presence: one broadcast per update (the
+                                        * server's roster does the fan-out) */
     enum sb_tls_mode tls;
     uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */
     const char *ca;                    /* PEM CA file: verify the server; NULL: no check */
@@ -84,6 +87,9 @@ typedef struct sb_counters {
      * (answers and final acks) and <a/> received */
     uint64_t sm_enabled, sm_failed, sm_unsupported;
     uint64_t sm_requests, sm_acks_sent, sm_acks_received;
+    /* roster-presence: roster gets answered with a result, and the items
+     * those results held (errors are counted by condition) */
+    uint64_t roster_results, roster_items;
 } sb_counters_t;
 
 /* Errors by condition, e.g. "stream:policy-violation". */
@@ -181,8 +187,9 @@ void sb_xmpp_connected(sb_thread_t *t, sb_sess_t *s);
 void sb_xmpp_input(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n);
 /** Sends one one2one message from <s> to its partner, intended at <when>. */
 void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
-/** roster-presence: directed presence from <s> to each of its contacts
- * (users j+1 .. j+contacts, modulo users), intended at <when>. */
+/** roster-presence: one presence update of <s>, intended at <when>:
+ * directed presence to each of its contacts (users j+1 .. j+contacts,
+ * modulo users), or with --broadcast one presence without 'to'. */
 void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq);
 /** --sm, when the run stops: queues the final <a h='N'/> of <s> if it has
  * stream management on and is online; returns true if it queued one. */

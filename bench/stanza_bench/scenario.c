@@ -101,6 +101,7 @@ static const struct row rows[] = {
     {"msg_size", T_U32, 0, S_O2O, 0, 0, 65536, C(msg_size)},
     {"contacts", T_U32, 0, S_RP, S_RP, 1, 1000, C(contacts)},
     {"presence_rate", T_DBL, 0, S_RP, S_RP, 0.001, 1e7, C(msg_rate)},
+    {"broadcast", T_BOOL, 0, S_RP, 0, 0, 0, C(broadcast)},
     {"loss_timeout", T_DBL, 0, S_MSGS, 0, 0.01, 3600, C(loss_timeout)},
     /* engine */
     {"threads", T_U32, 0, S_ALL, 0, 1, 256, C(threads)},
@@ -393,6 +394,11 @@ static int check(struct ctx *x, int root_line)
         return fail(x, x->lines[row_index("contacts")], "contacts",
                     "must be less than users (%u): a user's contacts are other users",
                     x->cf->users);
+    int bl = x->lines[row_index("broadcast")];
+    if (bl && x->cf->broadcast && *x->procs > 1)
+        return fail(x, bl, "broadcast",
+                    "needs procs 1 (line %d): the server's fan-out would cross processes",
+                    x->lines[row_index("procs")]);
     return 0;
 }
 

@@ -3,7 +3,7 @@
  * sb_sess_t: stream header, SASL (auth.c), stream restart, resource
  * binding, stream management on request (XEP-0198, --sm: enable, count
  * stanzas both ways, answer <r/>; no resumption and no resending), initial
- * presence; then one2one messages out and in. The
+ * presence; then one2one messages or roster-presence updates out and in. The
  * server's bytes go through the project's incremental parser (core/xml),
  * whose state is the session's 64-byte sz_xml_parser_t; an element tree is
  * built only for the rare elements whose content matters (features, SASL,
@@ -268,8 +268,9 @@ static void go_online(sb_thread_t *t, sb_sess_t *s)
     sb_online(t, s);
 }
 
-/* Answers an iq get/set from the server: a ping gets a result, anything
- * else service-unavailable (RFC 6120 §8.2.3 wants an answer to both). */
+/* Answers an iq get/set from the server: a ping and a roster push (RFC 6121
+ * §2.1.6: the client acknowledges it) get a result, anything else
+ * service-unavailable (RFC 6120 §8.2.3 wants an answer to both). */
 static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
                          const sz_xml_head_t *h)
 {
@@ -280,19 +281,28 @@ static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t 
      * quoted with " (and then holds no "), so quote it the same way. */
     char q1 = id->off && memchr(span + id->off, '\'', id->len) ? '"' : '\'';
     char q2 = from->off && memchr(span + from->off, '\'', from->len) ? '"' : '\'';
-    char buf[1024];
+    char buf[1600];
     int n;
-    if (root && sz_xml_child(root, "ping", NS_PING))
-        n = snprintf(buf, sizeof(buf), "<iq type='result' id=%c%.*s%c to=%c%.*s%c/>", q1,
-                     (int)id->len, span + id->off, q1, q2, (int)from->len, span + from->off, q2);
+    bool push = root && attr_is(span, h, SZ_XML_A_TYPE, "set") &&
+                sz_xml_child(root, "query", NS_ROSTER);
+    /* a roster push comes from our own account, often without 'from'
+     * (RFC 6121 §2.1.6): the answer then has no 'to' */
+    char to[1100] = "";
+    if (from->off && from->len > sizeof(to) - 8)
+        goto out; /* no JID is that long: not worth an answer */
+    if (from->off)
+        snprintf(to, sizeof(to), " to=%c%.*s%c", q2, (int)from->len, span + from->off, q2);
+    if (root && (sz_xml_child(root, "ping", NS_PING) || push))
+        n = snprintf(buf, sizeof(buf), "<iq type='result' id=%c%.*s%c%s/>", q1, (int)id->len,
+                     span + id->off, q1, to);
     else
         n = snprintf(buf, sizeof(buf),
-                     "<iq type='error' id=%c%.*s%c to=%c%.*s%c><error type='cancel'>"
+                     "<iq type='error' id=%c%.*s%c%s><error type='cancel'>"
                      "<service-unavailable xmlns='" NS_STANZAS "'/></error></iq>",
-                     q1, (int)id->len, span + id->off, q1, q2, (int)from->len, span + from->off,
-                     q2);
+                     q1, (int)id->len, span + id->off, q1, to);
     if (n > 0 && (size_t)n < sizeof(buf) && id->off)
         send_stanza(t, s, buf, (size_t)n);
+out:
     sz_xml_tree_free(tr);
 }
 
@@ -333,6 +343,44 @@ static bool on_timed(sb_thread_t *t, const char *span, size_t len, const char *t
     return true;
 }
 
+/* The answer to the login's roster get: its items are counted, and with
+ * --broadcast each roster must hold the <contacts> items provisioned
+ * (`stanza-bench provision --contacts`), or the run measures another
+ * fan-out than it says. */
+static void on_roster_result(sb_thread_t *t, const char *span, size_t len,
+                             const sz_xml_head_t *h)
+{
+    sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
+    const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
+    const sz_xml_node_t *q = root ? sz_xml_child(root, "query", NS_ROSTER) : NULL;
+    uint64_t n = 0;
+    for (const sz_xml_node_t *i = q ? sz_xml_child(q, "item", NS_ROSTER) : NULL; i;
+         i = sz_xml_next(i, "item", NS_ROSTER))
+        n++;
+    bump(&t->c.roster_results);
+    __atomic_store_n(&t->c.roster_items, t->c.roster_items + n, __ATOMIC_RELAXED);
+    if (!q)
+        sb_err(t, "client:roster-result-without-query");
+    else if (t->run->conf.broadcast && n != t->run->conf.contacts)
+        sb_err(t, "client:roster-size-not-contacts");
+    sz_xml_tree_free(tr);
+}
+
+/* A presence from <s>'s own account: the server's copy of our own
+ * broadcast to all our resources (RFC 6121 §4.4.2), not a delivery. */
+static bool from_self(sb_thread_t *t, sb_sess_t *s, const char *span, const sz_xml_head_t *h)
+{
+    const sz_xml_str_t *from = &h->attr[SZ_XML_A_FROM];
+    if (!from->off)
+        return false;
+    char me[320], u[160];
+    sb_pattern(t->run->conf.user_pattern, t->run->conf.first + s->user, u, sizeof(u));
+    int n = snprintf(me, sizeof(me), "%s@%s", u, t->run->conf.domain);
+    const char *f = span + from->off;
+    return n > 0 && from->len >= (size_t)n && memcmp(f, me, (size_t)n) == 0 &&
+           (from->len == (size_t)n || f[n] == '/');
+}
+
 static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len,
                       const sz_xml_head_t *h)
 {
@@ -363,6 +411,9 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
             }
         } else if (is_error) {
             stanza_error(t, span, len, h);
+        } else if (attr_is(span, h, SZ_XML_A_ID, ROSTER_ID) &&
+                   attr_is(span, h, SZ_XML_A_TYPE, "result")) {
+            on_roster_result(t, span, len, h);
         } else if (attr_is(span, h, SZ_XML_A_TYPE, "get") ||
                    attr_is(span, h, SZ_XML_A_TYPE, "set")) {
             on_server_iq(t, s, span, len, h);
@@ -370,8 +421,9 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
     } else if (name_is(span, h, "presence")) {
         if (is_error)
             stanza_error(t, span, len, h);
-        else if (t->run->conf.scenario == SB_SC_ROSTER)
-            on_timed(t, span, len, "<status"); /* others: our own broadcast echoed */
+        else if (t->run->conf.scenario == SB_SC_ROSTER &&
+                 !(t->run->conf.broadcast && from_self(t, s, span, h)))
+            on_timed(t, span, len, "<status"); /* others: initial presences, probe answers */
     }
 }
 
@@ -572,9 +624,20 @@ void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t 
 void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t seq)
 {
     const sb_conf_t *cf = &t->run->conf;
-    /* stanzad has no rosters yet, so the tool sends the update to each
-     * contact itself as directed presence (RFC 6121 §4.6), the fan-out a
-     * server with rosters does for one broadcast */
+    if (cf->broadcast) {
+        /* RFC 6121 §4.4: no 'to'; the server sends it to every contact
+         * with subscription from or both */
+        char pb[256];
+        int n = snprintf(pb, sizeof(pb),
+                         "<presence id='p%llu'><status>" BODY_TAG "%llu %llu</status></presence>",
+                         (unsigned long long)seq, (unsigned long long)when,
+                         (unsigned long long)seq);
+        send_stanza(t, s, pb, (size_t)n);
+        return;
+    }
+    /* directed mode, for servers without rosters: the tool sends the update
+     * to each contact itself as directed presence (RFC 6121 §4.6), the
+     * fan-out a server with rosters does for one broadcast */
     for (uint32_t i = 1; i <= cf->contacts; i++) {
         char to[160], pb[512];
         sb_pattern(cf->user_pattern, cf->first + (s->user + i) % cf->users, to, sizeof(to));

@@ -125,6 +125,13 @@ SZ_TEST(minimal_files_keep_defaults)
     SZ_CHECK_INT(cf.tls, SB_TLS_STARTTLS);
     SZ_CHECK_INT(cf.src_lo, 0x7f000005);
     SZ_CHECK_INT(cf.src_hi, 0x7f000005);
+    SZ_CHECK(!cf.broadcast); /* directed presence unless asked */
+    /* broadcast: roster-presence's fan-out by the server */
+    SZ_CHECK_INT(parse("scenario: roster-presence\nusers: 50\nduration: 1\ncontacts: 20\n"
+                       "presence_rate: 7\nbroadcast: true\n"),
+                 0);
+    SZ_CHECK(cf.broadcast);
+    SZ_CHECK_INT(cf.contacts, 20);
     /* sm: the words of core/conf.c's booleans; false over an earlier true */
     SZ_CHECK_INT(parse("scenario: connect\nusers: 2\nduration: 1\nsm: yes\n"), 0);
     SZ_CHECK(cf.sm);
@@ -250,6 +257,8 @@ SZ_TEST(keys_of_another_scenario)
         "s.yaml:1: msg_size: not a key of scenario roster-presence (line 2)");
     BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\ncontacts: 2\n",
         "s.yaml:5: contacts: not a key of scenario one2one (line 1)");
+    BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\nbroadcast: true\n",
+        "s.yaml:5: broadcast: not a key of scenario one2one (line 1)");
 }
 
 SZ_TEST(relations_between_values)
@@ -258,6 +267,12 @@ SZ_TEST(relations_between_values)
         "s.yaml:2: users: one2one needs at least 2 users");
     BAD("scenario: roster-presence\nusers: 10\nduration: 5\ncontacts: 10\npresence_rate: 1\n",
         "s.yaml:4: contacts: must be less than users (10): a user's contacts are other users");
+    BAD("scenario: roster-presence\nusers: 10\nduration: 5\ncontacts: 2\npresence_rate: 1\n"
+        "broadcast: maybe\n",
+        "s.yaml:6: broadcast: must be true, false, yes or no, not \"maybe\"");
+    BAD("scenario: roster-presence\nbroadcast: yes\nusers: 10\nduration: 5\ncontacts: 2\n"
+        "presence_rate: 1\nprocs: 2\n",
+        "s.yaml:2: broadcast: needs procs 1 (line 7): the server's fan-out would cross processes");
 }
 
 SZ_TEST(first_problem_wins)
