@@ -10,9 +10,11 @@
  * and the results; the front end then hands it back to the submitting
  * thread, runs the callback there and frees it there.
  *
- * Adding an operation (rosters, offline, MAM, vCards, PEP, MUC config):
- * one enum value, one member of the args union, one submit function in
- * store.c with its typed callback, one case in each backend's exec().
+ * Adding an operation (offline, MAM, vCards, PEP, MUC config): one enum
+ * value, one member of the args union, one submit function (store.c, or
+ * its own file as roster.c) with its typed callback, one case in each
+ * backend's exec(). Results the backend allocates are freed by the
+ * request's _release hook on the submitting thread.
  */
 #ifndef SZ_STORAGE_BACKEND_H
 #define SZ_STORAGE_BACKEND_H
@@ -20,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/roster.h"
 #include "storage/store.h"
 
 enum sz_store_op {
@@ -31,6 +34,14 @@ enum sz_store_op {
     SZ_STORE_ACCOUNT_LIST,
     SZ_STORE_ACCOUNT_COUNT,
     SZ_STORE_CALL, /* run a caller's function on the worker (no backend) */
+    SZ_STORE_ROSTER_GET,
+    SZ_STORE_ROSTER_GET_ITEM,
+    SZ_STORE_ROSTER_PUT,
+    SZ_STORE_ROSTER_REMOVE,
+    SZ_STORE_PENDING_ADD,
+    SZ_STORE_PENDING_REMOVE,
+    SZ_STORE_PENDING_LIST,
+    SZ_STORE_ROSTER_LOGIN, /* ROSTER_GET and PENDING_LIST in one snapshot */
     SZ_STORE_OP_COUNT
 };
 
@@ -53,8 +64,14 @@ struct sz_store_req {
         sz_store_creds_fn creds;
         sz_store_count_fn count;
         sz_store_names_fn names;
+        sz_store_roster_fn roster;
+        sz_store_roster_item_fn item;
+        sz_store_roster_ver_fn ver;
+        sz_store_pending_fn pending;
+        sz_store_roster_login_fn login;
     } _cb;
     void *_arg;
+    void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
 
     /* ---- shared with the backend ---- */
     enum sz_store_op op;
@@ -85,8 +102,59 @@ struct sz_store_req {
         struct {
             void (*fn)(void *arg); /* in: runs on the worker */
         } call;
+        /* Roster and pending ops; the key above is the owner. */
+        struct {
+            sz_store_str_t contact; /* in: item jid (put, get_item, remove) or requester */
+            sz_store_str_t name;    /* in (put): p is NULL for "no name" */
+            sz_store_str_t groups;  /* in (put): ngroups names, each NUL-terminated,
+                                     * back to back; len counts the NULs */
+            size_t ngroups;
+            sz_store_str_t stanza; /* in (pending_add) */
+            enum sz_store_sub sub; /* in (put) */
+            bool ask, approved;    /* in (put) */
+            unsigned max_items;    /* in (put), 0: no limit */
+            uint64_t ver;          /* out: see sz_store_roster_*_fn */
+            /* out: appended with sz_store_roster_add_item / _add_pending */
+            sz_store_roster_item_t *items;
+            size_t n, cap;
+            sz_store_pending_t *pend;
+            size_t npend, pcap;
+        } roster;
     } u;
 };
+
+/*
+ * Backend helpers for roster results (worker thread, storage/roster.c):
+ * append one item or pending request to <q>'s results, copying the
+ * strings. <name> NULL means "no name". <groups> is the packed form of
+ * the request (names each followed by NUL), <glen> bytes. Returns 0, or
+ * -EIO when <groups> is not in that form or <sub> is out of range (a
+ * corrupt row; nothing appended).
+ */
+int sz_store_roster_add_item(sz_store_req_t *q, const char *jid, size_t jlen, const char *name,
+                             size_t nlen, unsigned sub, bool ask, bool approved,
+                             const char *groups, size_t glen, uint64_t ver);
+void sz_store_roster_add_pending(sz_store_req_t *q, const char *from, size_t flen,
+                                 const char *stanza, size_t slen);
+
+/*
+ * Front-end internals shared by the files of storage/ that submit
+ * requests (store.c, roster.c); submitting thread.
+ */
+/* A request with <tail> extra bytes for key strings. */
+sz_store_req_t *sz_store_req_new(enum sz_store_op op, size_t tail);
+/* A request keyed by the bare part of <jid> (needs a localpart, else
+ * NULL), with <extra> more tail bytes whose start goes to *<at> (may be
+ * NULL when <extra> is 0). */
+sz_store_req_t *sz_store_req_acct(enum sz_store_op op, const sz_jid_t *jid, size_t extra,
+                                  char **at);
+/* Copies <len> bytes of <p> into the tail at *<at>, NUL-terminates, and
+ * advances *<at>. */
+sz_store_str_t sz_store_put_str(char **at, const char *p, size_t len);
+/* Queues <q> (with _complete, _cb and _arg set) to the worker chosen by
+ * <key> (0: round robin); the store.h contract (blocks off reactors).
+ * Consumes <q> on every path. */
+int sz_store_submit(sz_store_t *s, sz_store_req_t *q, uint64_t key);
 
 /*
  * A backend. open, close, conn_open and conn_close run on the thread that

@@ -15,6 +15,9 @@
  * Schema: table schema_version holds one row per applied migration; the
  * migrations below run in order, once, inside one write transaction at
  * open, so two processes opening a new file at once cannot both apply them.
+ *
+ * This file holds open, schema and accounts; the roster operations are in
+ * sqlite_roster.c (shared internals: sqlite_int.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -29,6 +32,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "storage/backend.h"
+#include "storage/sqlite_int.h"
 
 /* ---- schema ---------------------------------------------------------------- */
 
@@ -47,6 +51,44 @@ static const char *const migrations[] = {
     " sha512_server_key BLOB,"
     " PRIMARY KEY (domain, localpart)"
     ");",
+    /* 2: rosters (RFC 6121 §2, XEP-0237 versions) and pending inbound
+     * subscription requests (§3.1.3). Keyed by the owner's account first,
+     * so a user's rows are one range of each primary key (no scan of other
+     * users), and deleted with the account by the cascade, in the DELETE's
+     * own transaction: no row outlives its account. */
+    "CREATE TABLE roster_version ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " version INTEGER NOT NULL," /* bumped by every item change */
+    " PRIMARY KEY (domain, localpart),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE roster_items ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " contact TEXT NOT NULL," /* normalized bare JID */
+    " name TEXT,"             /* NULL: no name attribute */
+    " subscription INTEGER NOT NULL CHECK (subscription BETWEEN 0 AND 3),"
+    " ask INTEGER NOT NULL,"
+    " approved INTEGER NOT NULL,"
+    " group_names BLOB NOT NULL," /* in order, each followed by a NUL byte */
+    " version INTEGER NOT NULL," /* roster version of the last change */
+    " PRIMARY KEY (domain, localpart, contact),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE roster_pending ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " contact TEXT NOT NULL," /* requester's bare JID */
+    " stanza TEXT NOT NULL,"
+    " received INTEGER NOT NULL," /* unix seconds */
+    " seq INTEGER NOT NULL,"      /* per owner, order of arrival */
+    " PRIMARY KEY (domain, localpart, contact),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -95,20 +137,11 @@ static const char *const sql[ST_COUNT] = {
     [ST_ACCT_COUNT_ALL] = "SELECT count(*) FROM accounts",
 };
 
-struct db {
-    char *path;
-    unsigned busy_ms;
-};
-
-struct conn {
-    sqlite3 *h;
-    struct db *db;
-    sqlite3_stmt *st[ST_COUNT]; /* prepared on first use, kept until close */
-};
+_Static_assert(ST_COUNT <= SZ_SQLITE_ACCT_STMTS, "raise SZ_SQLITE_ACCT_STMTS");
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int map_rc(int rc)
+int sz_sqlite_map_rc(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_OK:
@@ -136,29 +169,32 @@ static int map_rc(int rc)
     }
 }
 
-/* The cached statement <i> of <c>, reset and unbound; NULL on a prepare
- * failure (logged). */
-static sqlite3_stmt *stmt(struct conn *c, enum stmt i)
+sqlite3_stmt *sz_sqlite_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, const char *text)
 {
-    sqlite3_stmt *s = c->st[i];
+    sqlite3_stmt *s = *slot;
     if (!s) {
-        int rc = sqlite3_prepare_v3(c->h, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
+        int rc = sqlite3_prepare_v3(c->h, text, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
         if (rc != SQLITE_OK) {
             SZ_ERROR("msg=\"storage: cannot prepare statement\" path=\"%s\" err=\"%s\"",
                      c->db->path, sqlite3_errmsg(c->h));
             return NULL;
         }
-        return c->st[i];
+        return *slot;
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return s;
 }
 
-/* Logs a failed step (busy is expected under load: warn) and maps it. */
-static int fail(struct conn *c, const char *what, int rc)
+/* The cached account statement <i> of <c>. */
+static sqlite3_stmt *stmt(struct sz_sqlite_conn *c, enum stmt i)
 {
-    int e = map_rc(rc);
+    return sz_sqlite_stmt(c, &c->acct[i], sql[i]);
+}
+
+int sz_sqlite_fail(struct sz_sqlite_conn *c, const char *what, int rc)
+{
+    int e = sz_sqlite_map_rc(rc);
     if (e == -EBUSY)
         SZ_WARN("msg=\"storage: database busy\" op=%s path=\"%s\"", what, c->db->path);
     else if (e != -EEXIST)
@@ -168,14 +204,14 @@ static int fail(struct conn *c, const char *what, int rc)
 }
 
 /* Runs a statement that returns no rows. */
-static int run(struct conn *c, enum stmt i, const char *what)
+static int run(struct sz_sqlite_conn *c, enum stmt i, const char *what)
 {
     sqlite3_stmt *s = stmt(c, i);
     if (!s)
         return -EIO;
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : fail(c, what, rc);
+    return rc == SQLITE_DONE ? 0 : sz_sqlite_fail(c, what, rc);
 }
 
 static void bind_key(sqlite3_stmt *s, const sz_store_str_t *domain, const sz_store_str_t *local)
@@ -230,7 +266,7 @@ static int read_creds(sqlite3_stmt *s, sz_scram_creds_t *cr)
 /* ---- account operations (worker thread) ---------------------------------- */
 
 /* One INSERT; 0, -EEXIST or an error. */
-static int insert_account(struct conn *c, const sz_store_str_t *domain, const sz_store_str_t *local,
+static int insert_account(struct sz_sqlite_conn *c, const sz_store_str_t *domain, const sz_store_str_t *local,
                           const sz_scram_creds_t *cr, int64_t now)
 {
     sqlite3_stmt *s = stmt(c, ST_ACCT_INSERT);
@@ -242,11 +278,11 @@ static int insert_account(struct conn *c, const sz_store_str_t *domain, const sz
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return fail(c, "account_create", rc);
+        return sz_sqlite_fail(c, "account_create", rc);
     return sqlite3_changes(c->h) == 1 ? 0 : -EEXIST;
 }
 
-static void acct_create_many(struct conn *c, sz_store_req_t *q)
+static void acct_create_many(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     int ret = run(c, ST_BEGIN, "account_create_many");
     if (ret < 0) {
@@ -281,7 +317,7 @@ rollback:
 }
 
 /* DELETE or UPDATE of one account: -ENOENT when no row matched. */
-static int change_account(struct conn *c, enum stmt i, const sz_store_req_t *q, const char *what)
+static int change_account(struct sz_sqlite_conn *c, enum stmt i, const sz_store_req_t *q, const char *what)
 {
     sqlite3_stmt *s = stmt(c, i);
     if (!s)
@@ -292,11 +328,11 @@ static int change_account(struct conn *c, enum stmt i, const sz_store_req_t *q, 
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return fail(c, what, rc);
+        return sz_sqlite_fail(c, what, rc);
     return sqlite3_changes(c->h) > 0 ? 0 : -ENOENT;
 }
 
-static int acct_get(struct conn *c, sz_store_req_t *q)
+static int acct_get(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     sqlite3_stmt *s = stmt(c, ST_ACCT_GET);
     if (!s)
@@ -312,13 +348,13 @@ static int acct_get(struct conn *c, sz_store_req_t *q)
     } else if (rc == SQLITE_DONE) {
         ret = -ENOENT;
     } else {
-        ret = fail(c, "account_get_creds", rc);
+        ret = sz_sqlite_fail(c, "account_get_creds", rc);
     }
     sqlite3_reset(s);
     return ret;
 }
 
-static int acct_list(struct conn *c, sz_store_req_t *q)
+static int acct_list(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     sqlite3_stmt *s = stmt(c, ST_ACCT_LIST);
     if (!s)
@@ -340,11 +376,11 @@ static int acct_list(struct conn *c, sz_store_req_t *q)
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return fail(c, "account_list", rc);
+        return sz_sqlite_fail(c, "account_list", rc);
     return 0;
 }
 
-static int acct_count(struct conn *c, sz_store_req_t *q)
+static int acct_count(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     sqlite3_stmt *s = stmt(c, q->domain.p ? ST_ACCT_COUNT : ST_ACCT_COUNT_ALL);
     if (!s)
@@ -355,12 +391,12 @@ static int acct_count(struct conn *c, sz_store_req_t *q)
     if (rc == SQLITE_ROW)
         q->u.count.n = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    return rc == SQLITE_ROW ? 0 : fail(c, "account_count", rc);
+    return rc == SQLITE_ROW ? 0 : sz_sqlite_fail(c, "account_count", rc);
 }
 
 static void exec(void *conn, sz_store_req_t *q)
 {
-    struct conn *c = conn;
+    struct sz_sqlite_conn *c = conn;
     switch (q->op) {
     case SZ_STORE_ACCOUNT_CREATE:
         q->res = insert_account(c, &q->domain, &q->local, &q->u.acct.creds, (int64_t)time(NULL));
@@ -384,7 +420,8 @@ static void exec(void *conn, sz_store_req_t *q)
         q->res = acct_count(c, q);
         break;
     default:
-        q->res = -EOPNOTSUPP;
+        if (!sz_sqlite_roster_exec(c, q))
+            q->res = -EOPNOTSUPP;
         break;
     }
 }
@@ -454,11 +491,11 @@ static int exec_sql(sqlite3 *h, const char *path, const char *text, char *err, s
     else
         snprintf(err, errlen, "storage: %s: %s", path, msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
-    return map_rc(rc) ? map_rc(rc) : -EIO;
+    return sz_sqlite_map_rc(rc) ? sz_sqlite_map_rc(rc) : -EIO;
 }
 
 /* Opens a connection with the per-connection settings. */
-static int open_conn(struct db *db, sqlite3 **out, char *err, size_t errlen)
+static int open_conn(struct sz_sqlite_db *db, sqlite3 **out, char *err, size_t errlen)
 {
     sqlite3 *h = NULL;
     int rc = sqlite3_open_v2(
@@ -467,7 +504,7 @@ static int open_conn(struct db *db, sqlite3 **out, char *err, size_t errlen)
         snprintf(err, errlen, "storage.path: cannot open %s: %s", db->path,
                  h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
         sqlite3_close(h);
-        return map_rc(rc) ? map_rc(rc) : -EIO;
+        return sz_sqlite_map_rc(rc) ? sz_sqlite_map_rc(rc) : -EIO;
     }
     sqlite3_extended_result_codes(h, 1);
     sqlite3_busy_timeout(h, (int)db->busy_ms);
@@ -510,7 +547,7 @@ static int schema_version(sqlite3 *h, int *v)
 }
 
 /* Brings the schema to SCHEMA_LATEST in one write transaction. */
-static int migrate(struct db *db, sqlite3 *h, char *err, size_t errlen)
+static int migrate(struct sz_sqlite_db *db, sqlite3 *h, char *err, size_t errlen)
 {
     int ret = exec_sql(h, db->path, "BEGIN IMMEDIATE", err, errlen);
     if (ret < 0)
@@ -552,7 +589,7 @@ static int migrate(struct db *db, sqlite3 *h, char *err, size_t errlen)
 
 static void db_close(void *p)
 {
-    struct db *db = p;
+    struct sz_sqlite_db *db = p;
     if (!db)
         return;
     sz_free(db->path);
@@ -564,7 +601,7 @@ static int db_open(const sz_store_opts_t *o, void **out, char *err, size_t errle
     int ret = check_path(o->path, err, errlen);
     if (ret < 0)
         return ret;
-    struct db *db = sz_calloc(1, sizeof(*db));
+    struct sz_sqlite_db *db = sz_calloc(1, sizeof(*db));
     db->path = sz_strdup(o->path);
     db->busy_ms = o->busy_ms ? o->busy_ms : SZ_STORE_BUSY_MS_DEFAULT;
     sqlite3 *h = NULL;
@@ -582,8 +619,8 @@ static int db_open(const sz_store_opts_t *o, void **out, char *err, size_t errle
 
 static int conn_open(void *p, void **out, char *err, size_t errlen)
 {
-    struct db *db = p;
-    struct conn *c = sz_calloc(1, sizeof(*c));
+    struct sz_sqlite_db *db = p;
+    struct sz_sqlite_conn *c = sz_calloc(1, sizeof(*c));
     c->db = db;
     int ret = open_conn(db, &c->h, err, errlen);
     if (ret < 0) {
@@ -596,9 +633,11 @@ static int conn_open(void *p, void **out, char *err, size_t errlen)
 
 static void conn_close(void *p)
 {
-    struct conn *c = p;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(c->st[i]);
+    struct sz_sqlite_conn *c = p;
+    for (int i = 0; i < SZ_SQLITE_ACCT_STMTS; i++)
+        sqlite3_finalize(c->acct[i]);
+    for (int i = 0; i < SZ_SQLITE_ROSTER_STMTS; i++)
+        sqlite3_finalize(c->roster[i]);
     /* The last connection to close checkpoints the WAL into the file. */
     sqlite3_close(c->h);
     sz_free(c);

@@ -109,8 +109,7 @@ const char *sz_store_backend(const sz_store_t *s)
 
 /* ---- requests ------------------------------------------------------------ */
 
-/* A request with <tail> extra bytes for key strings. */
-static sz_store_req_t *req_new(enum sz_store_op op, size_t tail)
+sz_store_req_t *sz_store_req_new(enum sz_store_op op, size_t tail)
 {
     sz_store_req_t *q = sz_calloc(1, sizeof(*q) + tail);
     q->op = op;
@@ -118,8 +117,7 @@ static sz_store_req_t *req_new(enum sz_store_op op, size_t tail)
     return q;
 }
 
-/* Copies <len> bytes of <p> into the tail at *<at> and NUL-terminates. */
-static sz_store_str_t put_str(char **at, const char *p, size_t len)
+sz_store_str_t sz_store_put_str(char **at, const char *p, size_t len)
 {
     sz_store_str_t out = {*at, len};
     if (len)
@@ -131,6 +129,8 @@ static sz_store_str_t put_str(char **at, const char *p, size_t len)
 
 static void req_free(sz_store_req_t *q)
 {
+    if (q->_release)
+        q->_release(q);
     if (q->op == SZ_STORE_ACCOUNT_LIST) {
         for (size_t i = 0; i < q->u.list.n; i++)
             sz_free(q->u.list.names[i]);
@@ -405,9 +405,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Queues <q> to the worker chosen by <key> (0: round robin). On a reactor
- * the callback runs later there; elsewhere this blocks and runs it now. */
-static int submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
+/* On a reactor the callback runs later there; elsewhere this blocks and
+ * runs it now. */
+int sz_store_submit(sz_store_t *s, sz_store_req_t *q, uint64_t key)
 {
     if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
         req_free(q);
@@ -622,20 +622,26 @@ void sz_store_close(sz_store_t *s)
 
 /* ---- accounts ------------------------------------------------------------ */
 
-/* An account request for the bare part of <jid>, or NULL when <jid> has no
- * localpart. */
-static sz_store_req_t *acct_req(enum sz_store_op op, const sz_jid_t *jid)
+sz_store_req_t *sz_store_req_acct(enum sz_store_op op, const sz_jid_t *jid, size_t extra,
+                                  char **at)
 {
     if (!jid || !sz_jid_has_local(jid))
         return NULL;
     size_t ll, dl;
     const char *l = sz_jid_local(jid, &ll);
     const char *d = sz_jid_domain(jid, &dl);
-    sz_store_req_t *q = req_new(op, ll + dl + 2);
-    char *at = (char *)(q + 1);
-    q->local = put_str(&at, l, ll);
-    q->domain = put_str(&at, d, dl);
+    sz_store_req_t *q = sz_store_req_new(op, ll + dl + 2 + extra);
+    char *p = (char *)(q + 1);
+    q->local = sz_store_put_str(&p, l, ll);
+    q->domain = sz_store_put_str(&p, d, dl);
+    if (at)
+        *at = p;
     return q;
+}
+
+static sz_store_req_t *acct_req(enum sz_store_op op, const sz_jid_t *jid)
+{
+    return sz_store_req_acct(op, jid, 0, NULL);
 }
 
 /* Prepares the domain <d> into <buf>; returns its length or -EINVAL. */
@@ -653,19 +659,19 @@ static int submit_done(sz_store_t *s, sz_store_req_t *q, const sz_jid_t *jid, sz
     q->_complete = complete_done;
     q->_cb.done = cb;
     q->_arg = arg;
-    return submit(s, q, sz_jid_hash_bare(jid) | 1);
+    return sz_store_submit(s, q, sz_jid_hash_bare(jid) | 1);
 }
 
 int sz_store_call(sz_store_t *s, void (*fn)(void *arg), sz_store_done_fn cb, void *arg)
 {
     if (!fn || !cb)
         return -EINVAL;
-    sz_store_req_t *q = req_new(SZ_STORE_CALL, 0);
+    sz_store_req_t *q = sz_store_req_new(SZ_STORE_CALL, 0);
     q->u.call.fn = fn;
     q->_complete = complete_done;
     q->_cb.done = cb;
     q->_arg = arg;
-    return submit(s, q, 0);
+    return sz_store_submit(s, q, 0);
 }
 
 int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,
@@ -712,7 +718,7 @@ int sz_store_account_get_creds(sz_store_t *s, const sz_jid_t *jid, sz_store_cred
     q->_complete = complete_creds;
     q->_cb.creds = cb;
     q->_arg = arg;
-    return submit(s, q, sz_jid_hash_bare(jid) | 1);
+    return sz_store_submit(s, q, sz_jid_hash_bare(jid) | 1);
 }
 
 int sz_store_account_list(sz_store_t *s, const char *domain, const char *after, unsigned limit,
@@ -723,15 +729,15 @@ int sz_store_account_list(sz_store_t *s, const char *domain, const char *after, 
     if (!cb || dl < 0 || limit == 0 || limit > SZ_STORE_LIST_MAX)
         return -EINVAL;
     size_t al = after ? strlen(after) : 0;
-    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_LIST, (size_t)dl + al + 2);
+    sz_store_req_t *q = sz_store_req_new(SZ_STORE_ACCOUNT_LIST, (size_t)dl + al + 2);
     char *at = (char *)(q + 1);
-    q->domain = put_str(&at, d, (size_t)dl);
-    q->u.list.after = put_str(&at, after, al);
+    q->domain = sz_store_put_str(&at, d, (size_t)dl);
+    q->u.list.after = sz_store_put_str(&at, after, al);
     q->u.list.limit = limit;
     q->_complete = complete_names;
     q->_cb.names = cb;
     q->_arg = arg;
-    return submit(s, q, 0);
+    return sz_store_submit(s, q, 0);
 }
 
 int sz_store_account_count(sz_store_t *s, const char *domain, sz_store_count_fn cb, void *arg)
@@ -742,15 +748,15 @@ int sz_store_account_count(sz_store_t *s, const char *domain, sz_store_count_fn 
     int dl = 0;
     if (domain && (dl = prep_domain(domain, d, sizeof(d))) < 0)
         return -EINVAL;
-    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_COUNT, (size_t)dl + 1);
+    sz_store_req_t *q = sz_store_req_new(SZ_STORE_ACCOUNT_COUNT, (size_t)dl + 1);
     if (domain) {
         char *at = (char *)(q + 1);
-        q->domain = put_str(&at, d, (size_t)dl);
+        q->domain = sz_store_put_str(&at, d, (size_t)dl);
     }
     q->_complete = complete_count;
     q->_cb.count = cb;
     q->_arg = arg;
-    return submit(s, q, 0);
+    return sz_store_submit(s, q, 0);
 }
 
 int sz_store_account_create_many(sz_store_t *s, sz_store_new_account_t *items, size_t n,
@@ -763,11 +769,11 @@ int sz_store_account_create_many(sz_store_t *s, sz_store_new_account_t *items, s
             return -EINVAL;
         items[i].res = 0;
     }
-    sz_store_req_t *q = req_new(SZ_STORE_ACCOUNT_CREATE_MANY, 0);
+    sz_store_req_t *q = sz_store_req_new(SZ_STORE_ACCOUNT_CREATE_MANY, 0);
     q->u.many.items = items;
     q->u.many.n = n;
     q->_complete = complete_done;
     q->_cb.done = cb;
     q->_arg = arg;
-    return submit(s, q, 0);
+    return sz_store_submit(s, q, 0);
 }

@@ -1,0 +1,46 @@
+/*
+ * Internals shared by the files of the SQLite backend (sqlite.c: open,
+ * schema, accounts; sqlite_roster.c: rosters). Private to storage/.
+ * A connection belongs to one worker thread between conn_open and
+ * conn_close; every function here runs on that thread.
+ */
+#ifndef SZ_STORAGE_SQLITE_INT_H
+#define SZ_STORAGE_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+#include "storage/backend.h"
+
+/* Cached statement slots per connection, per file (each file checks its
+ * own count against these). */
+#define SZ_SQLITE_ACCT_STMTS   16
+#define SZ_SQLITE_ROSTER_STMTS 24
+
+struct sz_sqlite_db {
+    char *path;
+    unsigned busy_ms;
+};
+
+struct sz_sqlite_conn {
+    sqlite3 *h;
+    struct sz_sqlite_db *db;
+    sqlite3_stmt *acct[SZ_SQLITE_ACCT_STMTS];     /* sqlite.c's, prepared on first use */
+    sqlite3_stmt *roster[SZ_SQLITE_ROSTER_STMTS]; /* sqlite_roster.c's */
+};
+
+/* Maps an SQLite result code to 0 or -errno. */
+int sz_sqlite_map_rc(int rc);
+
+/* The statement cached in *<slot> (prepared from <text> on first use),
+ * reset and unbound; NULL on a prepare failure (logged). */
+sqlite3_stmt *sz_sqlite_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, const char *text);
+
+/* Logs a failed step of operation <what> (busy is expected under load:
+ * a warning) and maps <rc>. */
+int sz_sqlite_fail(struct sz_sqlite_conn *c, const char *what, int rc);
+
+/* Runs a request of the roster family (storage/roster.h ops); returns
+ * false when <q> is not one. */
+bool sz_sqlite_roster_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+
+#endif
