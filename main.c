@@ -13,6 +13,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/mod/modules.h"
 #include "core/router.h"
 #include "net/c2s.h"
 #include "net/node.h"
@@ -171,6 +172,8 @@ static int run(const char *path)
     sz_c2s_accounts_t acc = {creds_lookup, account_create, offload, store};
     sz_c2s_configure(conf, &acc, tls);
     sz_router_set_exists(account_exists, store);
+    sz_mod_env_t mods = {conf, store};
+    sz_mods_register(&mods);
     sz_tls_ctx_unref(tls); /* c2s holds its own reference */
     sz_node_t *node = sz_node_start(conf, err, sizeof(err));
     if (!node) {

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,4 +83,11 @@ void sz_log_write(int lvl, const char *fmt, ...)
     int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
     ssize_t w = write(fd, line, n);
     (void)w; /* nowhere to report a failed log write */
+}
+
+void sz_assert_fail(const char *expr, const char *file, int line)
+{
+    sz_log_write(SZ_LOG_ERROR, "msg=\"assertion failed\" expr=\"%s\" file=%s line=%d", expr, file,
+                 line);
+    abort();
 }

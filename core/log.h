@@ -30,6 +30,17 @@ extern int sz_log_level;
 /** Any thread. <fmt> is the key=value body, e.g. "msg=accepted conn=%u". */
 void sz_log_write(int lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** Any thread. Logs "assertion failed" with <expr>, <file> and <line>
+ *  at error level, then aborts. */
+void sz_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+/* Always-on check of a cheap invariant (STYLE §4). */
+#define SZ_ASSERT(x)                                                                             \
+    do {                                                                                         \
+        if (__builtin_expect(!(x), 0))                                                           \
+            sz_assert_fail(#x, __FILE__, __LINE__);                                              \
+    } while (0)
+
 /** Any thread. Sets the threshold. */
 void sz_log_set_level(int lvl);
 

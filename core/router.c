@@ -1,8 +1,10 @@
 /*
  * Local routing: the per-reactor user table and the delivery rules of
- * RFC 6121 §8.5, plus the IQs the server answers itself (XEP-0199 ping,
- * XEP-0030 disco, XEP-0092 version). Reactor-local; a stanza for a user
- * homed elsewhere is posted to that reactor as a stanza reference.
+ * RFC 6121 §8.5. Features (the IQs the server answers, rosters, presence
+ * to contacts...) are modules reached through the hook table
+ * (core/hooks.h) at the points named there; this file names no feature
+ * namespace. Reactor-local; a stanza for a user homed elsewhere is posted
+ * to that reactor as a stanza reference.
  */
 #include "core/router.h"
 
@@ -11,17 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hooks.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/xml/builder.h"
 #include "core/xml/tree.h"
 
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_PING    "urn:xmpp:ping"
-#define NS_INFO    "http://jabber.org/protocol/disco#info"
-#define NS_ITEMS   "http://jabber.org/protocol/disco#items"
-#define NS_VERSION "jabber:iq:version"
-#define NS_REGISTER "jabber:iq:register"
 
 typedef struct router {
     sz_user_t **buckets;
@@ -44,6 +42,7 @@ static __thread unsigned pending;
 struct held {
     sz_reactor_t *r;
     sz_stanza_t *st;
+    sz_jid_t *to; /* the account's bare JID */
     int host;
 };
 
@@ -52,7 +51,7 @@ static const bool *served_register;
 static unsigned nserved;
 
 static void route(sz_reactor_t *r, sz_stanza_t *st);
-static void broadcast_unavailable(sz_session_t *s, sz_user_t *u);
+static void session_ends(sz_reactor_t *r, sz_session_t *s, sz_user_t *u);
 
 void sz_router_configure(const char *const *domains, unsigned n, const bool *register_enabled)
 {
@@ -67,6 +66,21 @@ static int served_index(const char *d, size_t len)
         if (strlen(served[i]) == len && memcmp(served[i], d, len) == 0)
             return (int)i;
     return -1;
+}
+
+int sz_router_host(const char *d, size_t len)
+{
+    return served_index(d, len);
+}
+
+const char *sz_router_host_name(int host)
+{
+    return host >= 0 && (unsigned)host < nserved ? served[host] : NULL;
+}
+
+bool sz_router_host_register(int host)
+{
+    return host >= 0 && (unsigned)host < nserved && served_register && served_register[host];
 }
 
 void sz_router_set_exists(sz_router_exists_fn fn, void *ctx)
@@ -180,8 +194,9 @@ sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s)
                 old->user = NULL;
                 __atomic_store_n(&rt->nsessions, rt->nsessions - 1, __ATOMIC_RELAXED);
                 /* The replaced session ends: its last presence is withdrawn
-                 * from the user's other resources (RFC 6121 §4.5.2). */
-                broadcast_unavailable(old, u);
+                 * from the user's other resources and contacts (RFC 6121
+                 * §4.5.2). */
+                session_ends(r, old, u);
                 break;
             }
         }
@@ -190,13 +205,26 @@ sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s)
     s->next = u->sessions;
     u->sessions = s;
     __atomic_store_n(&rt->nsessions, rt->nsessions + 1, __ATOMIC_RELAXED);
+    size_t dl;
+    const char *dom = sz_jid_domain(s->jid, &dl);
+    sz_hook_ctx_t ctx = {.r = r, .from = s, .user = u, .host = served_index(dom, dl),
+                         .kind = SZ_STANZA_OTHER};
+    sz_hooks_event(SZ_EV_BOUND, &ctx);
     return old;
 }
 
-static void drop_user_if_empty(router_t *rt, sz_user_t *u)
+sz_user_t *sz_router_user(sz_reactor_t *r, const sz_jid_t *bare)
 {
+    return find_user(r->router, bare);
+}
+
+static void drop_user_if_empty(sz_reactor_t *r, sz_user_t *u)
+{
+    router_t *rt = r->router;
     if (u->sessions)
         return;
+    sz_hook_ctx_t ctx = {.r = r, .user = u, .host = -1, .kind = SZ_STANZA_OTHER};
+    sz_hooks_event(SZ_EV_USER_GONE, &ctx);
     for (sz_user_t **pp = &rt->buckets[bucket(rt, u->_hash)]; *pp; pp = &(*pp)->_hnext) {
         if (*pp == u) {
             *pp = u->_hnext;
@@ -300,29 +328,30 @@ static void bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e)
         reply(r, st, "error", NULL, 0, e);
 }
 
-static void iq_result(sz_reactor_t *r, const sz_stanza_t *st, const char *inner, size_t inner_len)
+
+/* ---- IQs the server answers (RFC 6120 §8.2.3: exactly one payload) ---- */
+
+/* A hook's stanza error, sent back unless the stanza is an error or a
+ * result itself (bounce() checks). */
+static void hook_error(sz_reactor_t *r, const sz_stanza_t *st, int ret)
 {
-    reply(r, st, "result", inner, inner_len, 0);
+    if (ret < 0 && -ret < SZ_STANZA_ERR_COUNT)
+        bounce(r, st, (enum sz_stanza_err)-ret);
 }
 
-/* ---- IQs answered by the server (RFC 6120 §8.2.3: exactly one payload) ---- */
-
-static bool node_is(const sz_xml_node_t *n, const char *name, const char *ns)
+/* An iq get/set addressed to the server (<scope> SZ_IQ_SERVER) or to a
+ * user's account (SZ_IQ_ACCOUNT), answered by the module that registered
+ * its payload. <ctx> holds everything but the type, which is read here. */
+static void server_iq(sz_hook_ctx_t *ctx, unsigned scope)
 {
-    return n && n->kind == SZ_XML_ELEM && strlen(name) == n->name_len &&
-           memcmp(n->name, name, n->name_len) == 0 && n->ns && strlen(ns) == n->ns_len &&
-           memcmp(n->ns, ns, n->ns_len) == 0;
-}
-
-/* Answers an iq get/set addressed to the server (<account> false) or to a
- * user's bare JID on the user's behalf (<account> true). */
-static void server_iq(sz_reactor_t *r, sz_stanza_t *st, bool account, int host)
-{
+    sz_stanza_t *st = ctx->st;
     char tbuf[TYPE_BUF];
     const char *type = type_of(st, tbuf);
     bool get = type && strcmp(type, "get") == 0, set = type && strcmp(type, "set") == 0;
     if (!get && !set)
         return; /* result/error to the server: nothing to do (RFC 6120 §8.2.3) */
+    ctx->type = type;
+    ctx->kind = SZ_STANZA_IQ;
     const sz_xml_node_t *root = sz_stanza_tree(st), *payload = NULL;
     unsigned nchildren = 0;
     for (const sz_xml_node_t *c = root ? root->children : NULL; c; c = c->next)
@@ -331,44 +360,10 @@ static void server_iq(sz_reactor_t *r, sz_stanza_t *st, bool account, int host)
             nchildren++;
         }
     if (nchildren != 1)
-        return bounce(r, st, SZ_STANZA_ERR_BAD_REQUEST);
-    if (node_is(payload, "ping", NS_PING)) {
-        if (!get)
-            return bounce(r, st, SZ_STANZA_ERR_BAD_REQUEST);
-        return iq_result(r, st, NULL, 0);
-    }
-    if (node_is(payload, "query", NS_INFO) && get) {
-        if (sz_xml_attr(payload, "node", NULL, NULL))
-            return bounce(r, st, SZ_STANZA_ERR_ITEM_NOT_FOUND);
-        char buf[1024];
-        int n;
-        if (account)
-            n = snprintf(buf, sizeof(buf),
-                         "<query xmlns='" NS_INFO "'><identity category='account' type='registered'/>"
-                         "<feature var='" NS_INFO "'/><feature var='" NS_ITEMS "'/>"
-                         "<feature var='" NS_PING "'/></query>");
-        else
-            n = snprintf(buf, sizeof(buf),
-                         "<query xmlns='" NS_INFO "'><identity category='server' type='im' name='"
-                         SZ_PRODUCT_NAME "'/><feature var='" NS_INFO "'/><feature var='" NS_ITEMS
-                         "'/><feature var='" NS_PING "'/><feature var='" NS_VERSION "'/>%s</query>",
-                         host >= 0 && served_register && served_register[host]
-                             ? "<feature var='" NS_REGISTER "'/>"
-                             : "");
-        return iq_result(r, st, buf, (size_t)n);
-    }
-    if (node_is(payload, "query", NS_ITEMS) && get) {
-        if (sz_xml_attr(payload, "node", NULL, NULL))
-            return bounce(r, st, SZ_STANZA_ERR_ITEM_NOT_FOUND);
-        static const char items[] = "<query xmlns='" NS_ITEMS "'/>";
-        return iq_result(r, st, items, sizeof(items) - 1);
-    }
-    if (!account && node_is(payload, "query", NS_VERSION) && get) {
-        static const char ver[] = "<query xmlns='" NS_VERSION "'><name>" SZ_PRODUCT_NAME
-                                  "</name><version>" SZ_PRODUCT_VERSION "</version></query>";
-        return iq_result(r, st, ver, sizeof(ver) - 1);
-    }
-    bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+        return bounce(ctx->r, st, SZ_STANZA_ERR_BAD_REQUEST);
+    sz_iq_fn fn = sz_hooks_iq_find(payload, scope);
+    int ret = fn ? fn(ctx, payload, set) : -SZ_STANZA_ERR_SERVICE_UNAVAILABLE;
+    hook_error(ctx->r, st, ret);
 }
 
 /* ---- delivery on the home reactor ----------------------------------------- */
@@ -376,6 +371,11 @@ static void server_iq(sz_reactor_t *r, sz_stanza_t *st, bool account, int host)
 static void deliver(sz_session_t *s, sz_stanza_t *st)
 {
     s->ops->deliver(s, sz_stanza_ref(st));
+}
+
+void sz_router_deliver(sz_session_t *s, sz_stanza_t *st)
+{
+    deliver(s, st);
 }
 
 static int8_t highest_priority(const sz_user_t *u)
@@ -387,49 +387,69 @@ static int8_t highest_priority(const sz_user_t *u)
     return (int8_t)(best < -128 ? -128 : best);
 }
 
+/* The context of a hook or IQ handler for <st> on this reactor. */
+static sz_hook_ctx_t hook_ctx(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, int host)
+{
+    return (sz_hook_ctx_t){.r = r, .st = st, .to = to, .host = host,
+                           .kind = sz_stanza_kind(st)};
+}
+
 static void on_exists(void *arg, int res)
 {
     struct held *h = arg;
     pending--;
-    if (res > 0)
-        server_iq(h->r, h->st, true, h->host);
-    else
+    if (res > 0) {
+        /* Still no session? A bind may have happened meanwhile. */
+        sz_hook_ctx_t ctx = hook_ctx(h->r, h->st, h->to, h->host);
+        ctx.user = find_user(h->r->router, h->to);
+        server_iq(&ctx, SZ_IQ_ACCOUNT);
+    } else {
         bounce(h->r, h->st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+    }
     sz_stanza_unref(h->st);
+    sz_jid_free(h->to);
     sz_free(h);
 }
 
 /* An IQ for a user with no session: answer once storage says whether the
  * account exists. */
-static void ask_exists(sz_reactor_t *r, sz_stanza_t *st, int host)
+static void ask_exists(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, int host)
 {
-    char dec[SZ_JID_INPUT_MAX_BYTES + 1];
-    sz_jid_buf_t jb;
-    sz_jid_t *to = NULL;
-    ssize_t n = sz_stanza_attr(st, SZ_XML_A_TO, dec, sizeof(dec));
-    if (!exists_fn || n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &to, NULL) < 0) {
+    if (!exists_fn) {
         bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
         return;
     }
     struct held *h = sz_malloc(sizeof(*h));
     h->r = r;
     h->st = sz_stanza_ref(st);
+    h->to = sz_jid_bare_dup(to);
     h->host = host;
     pending++;
-    if (exists_fn(exists_ctx, to, on_exists, h) < 0) {
+    if (exists_fn(exists_ctx, h->to, on_exists, h) < 0) {
         pending--;
         sz_stanza_unref(h->st);
+        sz_jid_free(h->to);
         sz_free(h);
         bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
     }
 }
 
-/* RFC 6121 §8.5.2: a stanza to the bare JID of a local user. */
-static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
+/* RFC 6121 §8.5.2: a stanza to the bare JID of a local user; <to> may
+ * carry a resource that is not bound (§8.5.3.2.1 sends some such stanzas
+ * here). */
+static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid_t *to, int host)
 {
     char tbuf[TYPE_BUF];
     const char *type = type_of(st, tbuf);
     const char *t = type ? type : "";
+    sz_hook_ctx_t ctx = hook_ctx(r, st, to, host);
+    ctx.user = u;
+    ctx.type = type;
+    int ret = sz_hooks_run(SZ_HOOK_TO_BARE, &ctx);
+    if (ret != SZ_PASS) {
+        hook_error(r, st, ret);
+        return;
+    }
     switch (sz_stanza_kind(st)) {
     case SZ_STANZA_MESSAGE: {
         if (strcmp(t, "error") == 0)
@@ -454,21 +474,34 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
         break;
     }
     case SZ_STANZA_PRESENCE:
+        /* Probes and subscription requests are the presence modules'
+         * business; what they pass is delivered to every available
+         * resource (§8.5.2.1.2). Unknown users: ignore (§8.5.1). */
         if (strcmp(t, "probe") == 0 || strcmp(t, "error") == 0 || !u)
-            break; /* probes need rosters (not yet); unknown users: ignore (§8.5.1) */
+            break;
         for (sz_session_t *s = u->sessions; s; s = s->next)
             if (s->available)
                 deliver(s, st);
         break;
-    case SZ_STANZA_IQ:
+    case SZ_STANZA_IQ: {
         /* §8.5.2.1.3 / §8.5.2.2.3: the server answers on the user's behalf,
          * online or not; only an account that does not exist gets
-         * service-unavailable (§8.5.1). */
-        if (u)
-            server_iq(r, st, true, host);
-        else if (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)
-            ask_exists(r, st, host);
+         * service-unavailable (§8.5.1). A resource that is not bound gets
+         * service-unavailable from to_full(). */
+        sz_jid_buf_t jb;
+        sz_jid_t *bare = NULL;
+        size_t bl;
+        const char *b = sz_jid_bare(to, &bl);
+        if (sz_jid_parse_into(b, bl, &jb, sizeof(jb), &bare, NULL) < 0)
+            break;
+        if (u) {
+            ctx.to = bare;
+            server_iq(&ctx, SZ_IQ_ACCOUNT);
+        } else if (strcmp(t, "get") == 0 || strcmp(t, "set") == 0) {
+            ask_exists(r, st, bare, host);
+        }
         break;
+    }
     default:
         break;
     }
@@ -477,27 +510,40 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, int host)
 /* RFC 6121 §8.5.3: a stanza to a full JID of a local user. */
 static void to_full(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid_t *to, int host)
 {
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
+    const char *t = type ? type : "";
+    sz_hook_ctx_t ctx = hook_ctx(r, st, to, host);
+    ctx.user = u;
+    ctx.type = type;
     for (sz_session_t *s = u ? u->sessions : NULL; s; s = s->next) {
         if (sz_jid_full_eq(s->jid, to)) {
-            deliver(s, st);
+            ctx.sess = s;
+            int ret = sz_hooks_run(SZ_HOOK_TO_FULL, &ctx);
+            if (ret == SZ_PASS)
+                deliver(s, st);
+            else
+                hook_error(r, st, ret);
             return;
         }
     }
     /* No such resource (§8.5.3.2). */
-    char tbuf[TYPE_BUF];
-    const char *type = type_of(st, tbuf);
-    const char *t = type ? type : "";
+    int ret = sz_hooks_run(SZ_HOOK_NO_RESOURCE, &ctx);
+    if (ret != SZ_PASS) {
+        hook_error(r, st, ret);
+        return;
+    }
     switch (sz_stanza_kind(st)) {
     case SZ_STANZA_MESSAGE:
         if (strcmp(t, "groupchat") == 0)
             bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
         else if (strcmp(t, "error") != 0)
-            to_bare(r, u, st, host); /* normal, chat, headline: as if to the bare JID */
+            to_bare(r, u, st, to, host); /* normal, chat, headline: as if to the bare JID */
         break;
     case SZ_STANZA_PRESENCE:
         /* Subscription stanzas go to the bare JID; others are dropped. */
         if (strncmp(t, "subscribe", 9) == 0 || strncmp(t, "unsubscribe", 11) == 0)
-            to_bare(r, u, st, host);
+            to_bare(r, u, st, to, host);
         break;
     case SZ_STANZA_IQ:
         bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
@@ -512,7 +558,7 @@ static void deliver_home(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, i
 {
     sz_user_t *u = find_user(r->router, to);
     if (sz_jid_is_bare(to))
-        to_bare(r, u, st, host);
+        to_bare(r, u, st, to, host);
     else
         to_full(r, u, st, to, host);
     sz_stanza_unref(st);
@@ -526,8 +572,30 @@ static void on_route_msg(sz_reactor_t *r, unsigned src, sz_msg_t *m)
     route(r, st);
 }
 
-/* Routes any stanza whose 'to' names a local user or a served domain;
- * consumes <st>. Called on any reactor. */
+/* A stanza to a served domain (RFC 6120 §10.3): the server answers iq
+ * requests to the bare domain through the IQ table; anything else goes
+ * to the modules, then gets the §8.5.1-style default (an iq request or a
+ * message is refused with service-unavailable, presence is dropped). */
+static void to_domain(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, int host)
+{
+    sz_hook_ctx_t ctx = hook_ctx(r, st, to, host);
+    char tbuf[TYPE_BUF];
+    ctx.type = type_of(st, tbuf);
+    int ret = sz_hooks_run(SZ_HOOK_TO_DOMAIN, &ctx);
+    if (ret != SZ_PASS) {
+        hook_error(r, st, ret);
+        return;
+    }
+    enum sz_stanza_kind k = sz_stanza_kind(st);
+    if (k == SZ_STANZA_IQ && sz_jid_is_bare(to))
+        server_iq(&ctx, SZ_IQ_SERVER);
+    else if (k == SZ_STANZA_IQ || k == SZ_STANZA_MESSAGE)
+        /* RFC 6120 §8.2.3: an iq request is always answered, also one to
+         * domain/resource, which names no entity here. */
+        bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+}
+
+/* Routes any stanza by its 'to'; consumes <st>. Called on any reactor. */
 static void route(sz_reactor_t *r, sz_stanza_t *st)
 {
     size_t tl;
@@ -551,16 +619,18 @@ static void route(sz_reactor_t *r, sz_stanza_t *st)
     const char *dom = sz_jid_domain(to, &dl);
     int host = served_index(dom, dl);
     if (host < 0) {
+        sz_hook_ctx_t ctx = hook_ctx(r, st, to, -1);
+        int ret = sz_hooks_run(SZ_HOOK_TO_REMOTE, &ctx);
         /* No server-to-server yet: a remote domain cannot be reached. */
-        bounce(r, st, SZ_STANZA_ERR_REMOTE_SERVER_NOT_FOUND);
+        if (ret == SZ_PASS)
+            bounce(r, st, SZ_STANZA_ERR_REMOTE_SERVER_NOT_FOUND);
+        else
+            hook_error(r, st, ret);
         sz_stanza_unref(st);
         return;
     }
     if (!sz_jid_has_local(to)) {
-        if (sz_jid_is_bare(to) && sz_stanza_kind(st) == SZ_STANZA_IQ)
-            server_iq(r, st, false, host);
-        else if (sz_stanza_kind(st) == SZ_STANZA_MESSAGE)
-            bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
+        to_domain(r, st, to, host);
         sz_stanza_unref(st);
         return;
     }
@@ -579,6 +649,21 @@ static void route(sz_reactor_t *r, sz_stanza_t *st)
         bounce(r, st, SZ_STANZA_ERR_RESOURCE_CONSTRAINT);
         sz_stanza_unref(st);
     }
+}
+
+void sz_router_route(sz_reactor_t *r, sz_stanza_t *st)
+{
+    route(r, st);
+}
+
+void sz_router_iq_result(sz_reactor_t *r, const sz_stanza_t *st, const char *inner, size_t len)
+{
+    reply(r, st, "result", inner, len, 0);
+}
+
+void sz_router_bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e)
+{
+    bounce(r, st, e);
 }
 
 /* ---- from a client ------------------------------------------------------------ */
@@ -640,6 +725,23 @@ static void broadcast_unavailable(sz_session_t *s, sz_user_t *u)
     sz_stanza_unref(st);
 }
 
+/* A session leaves <u> (unbound or replaced): the modules hear of it while
+ * its availability and last presence are as they were, then the user's
+ * other resources get its unavailable presence. */
+static void session_ends(sz_reactor_t *r, sz_session_t *s, sz_user_t *u)
+{
+    sz_hook_ctx_t ctx = {.r = r, .from = s, .user = u, .host = -1, .kind = SZ_STANZA_PRESENCE};
+    size_t dl;
+    const char *dom = sz_jid_domain(s->jid, &dl);
+    ctx.host = served_index(dom, dl);
+    sz_hooks_event(SZ_EV_UNBOUND, &ctx);
+    broadcast_unavailable(s, u);
+    if (s->presence) {
+        sz_stanza_unref(s->presence);
+        s->presence = NULL;
+    }
+}
+
 void sz_router_unbind(sz_reactor_t *r, sz_session_t *s)
 {
     router_t *rt = r->router;
@@ -655,23 +757,29 @@ void sz_router_unbind(sz_reactor_t *r, sz_session_t *s)
     s->next = NULL;
     s->user = NULL;
     __atomic_store_n(&rt->nsessions, rt->nsessions - 1, __ATOMIC_RELAXED);
-    broadcast_unavailable(s, u);
-    if (s->presence) {
-        sz_stanza_unref(s->presence);
-        s->presence = NULL;
-    }
-    drop_user_if_empty(rt, u);
+    session_ends(r, s, u);
+    drop_user_if_empty(r, u);
 }
 
 void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
                            const sz_jid_t *to)
 {
     enum sz_stanza_kind k = sz_stanza_kind(st);
+    size_t dl;
+    const char *dom = sz_jid_domain(from->jid, &dl);
+    char tbuf[TYPE_BUF];
+    sz_hook_ctx_t ctx = {.r = r, .st = st, .to = to, .from = from, .user = from->user,
+                         .host = served_index(dom, dl), .kind = k, .type = type_of(st, tbuf)};
+    int ret = sz_hooks_run(SZ_HOOK_FROM_CLIENT, &ctx);
+    if (ret != SZ_PASS) {
+        hook_error(r, st, ret);
+        sz_stanza_unref(st);
+        return;
+    }
     if (k == SZ_STANZA_PRESENCE && !to) {
-        /* Presence broadcast (RFC 6121 §4.2, §4.4, §4.5). Without rosters the
-         * audience is the user's own available resources. */
-        char tbuf[TYPE_BUF];
-        const char *type = type_of(st, tbuf);
+        /* Presence broadcast (RFC 6121 §4.2, §4.4, §4.5): the user's own
+         * available resources here, contacts through the modules. */
+        const char *type = ctx.type;
         if (!type) {
             bool initial = !from->available;
             from->available = true;
@@ -686,9 +794,11 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
                     if (s != from && s->available && s->presence)
                         deliver(from, s->presence);
             }
+            sz_hooks_run(SZ_HOOK_PRESENCE_BROADCAST, &ctx);
         } else if (strcmp(type, "unavailable") == 0 && from->available) {
             broadcast_own(r, from, st, true);
             from->available = false;
+            sz_hooks_run(SZ_HOOK_PRESENCE_BROADCAST, &ctx);
             if (from->presence) {
                 sz_stanza_unref(from->presence);
                 from->presence = NULL;
@@ -701,18 +811,21 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
     if (!to) {
         if (k == SZ_STANZA_IQ) {
             /* RFC 6120 §10.3.3: no 'to' means the user's account. */
-            size_t dl;
-            const char *dom = sz_jid_domain(from->jid, &dl);
-            server_iq(r, st, true, served_index(dom, dl));
+            sz_jid_buf_t jb;
+            sz_jid_t *bare = NULL;
+            size_t bl;
+            const char *b = sz_jid_bare(from->jid, &bl);
+            if (sz_jid_parse_into(b, bl, &jb, sizeof(jb), &bare, NULL) == 0) {
+                ctx.to = bare;
+                server_iq(&ctx, SZ_IQ_ACCOUNT);
+            }
             sz_stanza_unref(st);
             return;
         }
         /* A message without 'to' is addressed to the sender's bare JID. */
-        sz_jid_t *bare = sz_jid_bare_dup(from->jid);
         size_t bl;
-        const char *b = sz_jid_bare(bare, &bl);
+        const char *b = sz_jid_bare(from->jid, &bl);
         sz_stanza_t *st2 = sz_stanza_rewrite(st, b, bl, NULL, 0);
-        sz_jid_free(bare);
         sz_stanza_unref(st);
         if (st2)
             route(r, st2);

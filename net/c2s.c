@@ -21,6 +21,7 @@
 
 #include <openssl/rand.h>
 
+#include "core/hooks.h"
 #include "core/jid.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -365,6 +366,8 @@ static void send_header_and_features(struct c2s *cs)
         n += (size_t)snprintf(buf + n, sizeof(buf) - n,
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
                               "'><optional/></session><sm xmlns='" NS_SM "'/>");
+        /* What the feature modules offer (roster versioning, ...). */
+        n += sz_hooks_stream_features(true, buf + n, sizeof(buf) - n);
     } else {
         bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
                             listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);

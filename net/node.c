@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/hooks.h"
 #include "core/router.h"
 #include "core/xml/parser.h"
 #include "net/c2s.h"
@@ -210,7 +211,7 @@ static bool quiesced(sz_reactor_t *r)
 {
     sz_node_t *node = sz_node_current();
     return node->accepts[r->id] == 0 && sz_conns_quiesced(r) && sz_c2s_pending() == 0 &&
-           sz_router_pending() == 0;
+           sz_router_pending() == 0 && sz_hooks_pending() == 0;
 }
 
 struct start_arg {

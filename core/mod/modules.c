@@ -1,0 +1,22 @@
+/*
+ * The module list. Order matters only where two modules hook the same
+ * point: earlier ones see the stanza first.
+ */
+#include "core/mod/modules.h"
+
+#include "core/hooks.h"
+
+typedef void (*register_fn)(const sz_mod_env_t *env);
+
+static const register_fn modules[] = {
+    sz_mod_disco_register,   /* XEP-0030 */
+    sz_mod_ping_register,    /* XEP-0199 */
+    sz_mod_version_register, /* XEP-0092 */
+};
+
+void sz_mods_register(const sz_mod_env_t *env)
+{
+    for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+        modules[i](env);
+    sz_hooks_freeze();
+}

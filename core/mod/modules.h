@@ -1,0 +1,31 @@
+/*
+ * The feature modules (DESIGN §3a): one file per XMPP feature in this
+ * folder, each reached only through the router's hook table
+ * (core/hooks.h). The list of modules is modules.c; adding a XEP is one
+ * new file and one line there.
+ */
+#ifndef SZ_CORE_MOD_MODULES_H
+#define SZ_CORE_MOD_MODULES_H
+
+#include "core/conf.h"
+#include "storage/store.h"
+
+/* What a module gets at registration. Both outlive the node. */
+typedef struct sz_mod_env {
+    const sz_conf_t *conf;
+    sz_store_t *store; /* NULL: no storage (tests of the router alone) */
+} sz_mod_env_t;
+
+/**
+ * Main thread, before reactors start. Registers every module of the list
+ * in the hook table, then freezes the table. <env> must outlive the node.
+ */
+void sz_mods_register(const sz_mod_env_t *env);
+
+/* One registration function per module, called by sz_mods_register() in
+ * list order (which is the order their hooks run). */
+void sz_mod_ping_register(const sz_mod_env_t *env);
+void sz_mod_disco_register(const sz_mod_env_t *env);
+void sz_mod_version_register(const sz_mod_env_t *env);
+
+#endif
