@@ -27,5 +27,9 @@ void sz_mods_register(const sz_mod_env_t *env);
 void sz_mod_ping_register(const sz_mod_env_t *env);
 void sz_mod_disco_register(const sz_mod_env_t *env);
 void sz_mod_version_register(const sz_mod_env_t *env);
+/* The roster module first: the other two use its cache and slots. */
+void sz_mod_roster_register(const sz_mod_env_t *env);
+void sz_mod_subscription_register(const sz_mod_env_t *env);
+void sz_mod_presence_register(const sz_mod_env_t *env);
 
 #endif
