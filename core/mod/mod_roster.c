@@ -137,7 +137,7 @@ struct sz_roster {
     sz_user_t *user;                /* NULL while the owner is offline */
     sz_jid_t *owner;                /* bare */
     struct rc *rc;                  /* NULL until loaded */
-    const sz_store_roster_t *snap;  /* the just-loaded roster, for the first job only */
+    const sz_store_roster_t *snap;  /* the just-loaded roster, during the first job only */
     sz_roster_job_t *head, *tail;
     sz_roster_job_t *running;       /* job inside its fn */
     uint64_t ver;
@@ -271,8 +271,9 @@ static void job_free(sz_roster_job_t *job)
 
 static void load(sz_roster_t *ro);
 
-/* Runs queued jobs while the cache is loaded and no job is under way. */
-static void kick(sz_roster_t *ro)
+/* Runs queued jobs while the cache is loaded and no job is under way.
+ * <snap> is the roster just loaded, offered to the first job only. */
+static void kick_with(sz_roster_t *ro, const sz_store_roster_t *snap)
 {
     if (ro->kicking)
         return;
@@ -290,6 +291,8 @@ static void kick(sz_roster_t *ro)
             ro->tail = NULL;
         ro->busy = true;
         ro->running = job;
+        ro->snap = snap;
+        snap = NULL;
         bool done = job->fn(ro, job, 0);
         ro->running = NULL;
         ro->snap = NULL;
@@ -299,7 +302,12 @@ static void kick(sz_roster_t *ro)
         }
     }
     ro->kicking = false;
-    maybe_free(ro);
+    maybe_free(ro); /* <ro> may be gone from here */
+}
+
+static void kick(sz_roster_t *ro)
+{
+    kick_with(ro, NULL);
 }
 
 void sz_roster_submit(sz_roster_t *ro, sz_roster_job_t *job)
@@ -384,11 +392,8 @@ static void on_loaded(void *arg, int res, const sz_store_roster_t *roster,
     ro->rc = c;
     ro->ver = roster->ver;
     ro->state = RO_READY;
-    if (!ro->kicking) {
-        ro->snap = roster; /* a roster get next in line answers from it */
-        kick(ro);
-        ro->snap = NULL;
-    }
+    /* A roster get next in line answers from what was just read. */
+    kick_with(ro, roster);
 }
 
 static void load(sz_roster_t *ro)
