@@ -241,8 +241,10 @@ static int on_broadcast(sz_hook_ctx_t *ctx)
  * available) and its directed targets (§4.6.3) an unavailable. */
 static void on_unbound(sz_hook_ctx_t *ctx)
 {
+    /* The router has unlinked <s> already: its user is ctx->user. */
     sz_session_t *s = ctx->from;
-    if (!s || !s->user)
+    sz_user_t *u = ctx->user;
+    if (!s || !u)
         return;
     unsigned f = sz_roster_sflags(s);
     struct dlist *d = sz_roster_sdata(s);
@@ -262,7 +264,7 @@ static void on_unbound(sz_hook_ctx_t *ctx)
     sz_stanza_unref(st);
     job->aux = B_UNAVAIL | (avail ? B_CONTACTS : 0);
     job->data = d;
-    sz_roster_submit(roster_of(ctx->r, s->user), job);
+    sz_roster_submit(roster_of(ctx->r, u), job);
 }
 
 /* FROM_CLIENT: directed presence (§4.6.2) is routed as it is; the
