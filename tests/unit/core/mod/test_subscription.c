@@ -13,9 +13,11 @@
 #define C  "carol@" IM_DOMAIN
 #define D  "dave@" IM_DOMAIN
 #define E  "erin@" IM_DOMAIN
+#define F  "frank@" IM_DOMAIN
+#define G  "grace@" IM_DOMAIN
 #define NS "xmlns=\"jabber:iq:roster\""
 
-static fs_t a1, b1, c1, d1, e1;
+static fs_t a1, b1, c1, d1, e1, f1, g1;
 
 /* Binds, asks for the roster (to get pushes) and goes available. */
 static void login(fs_t *f, const char *full)
@@ -214,6 +216,42 @@ SZ_TEST(pre_approval)
     fs_unbind(&d1);
 }
 
+static void on_put(void *arg, int res, uint64_t ver)
+{
+    (void)ver;
+    *(int *)arg = res;
+}
+
+SZ_TEST(auto_reply)
+{
+    /* Frank gets To on Grace. */
+    login(&f1, F "/pc");
+    login(&g1, G "/pc");
+    fs_send(&f1, "<presence from='" F "/pc' to='" G "' type='subscribe'/>");
+    fs_send(&g1, "<presence from='" G "/pc' to='" F "' type='subscribed'/>");
+    fs_unbind(&f1);
+    /* Frank's server loses his state (None + Pending Out again). */
+    sz_jid_t *owner = NULL;
+    SZ_ASSERT(sz_jid_parse(F, strlen(F), &owner) == 0);
+    sz_store_roster_item_t it = {.jid = G, .sub = SZ_STORE_SUB_NONE, .ask = true};
+    int res = 1;
+    SZ_CHECK_INT(sz_store_roster_put(im_store, owner, &it, 0, on_put, &res), 0);
+    settle();
+    SZ_CHECK_INT(res, 0);
+    sz_jid_free(owner);
+    /* He asks again: Grace, subscribed already, is not asked; her server
+     * answers for her (§3.1.3) and Frank's state heals (A.3.3). */
+    login(&f1, F "/pc");
+    fs_clear(&f1);
+    fs_clear(&g1);
+    fs_send(&f1, "<presence from='" F "/pc' to='" G "' type='subscribe'/>");
+    CHECK_NOT(&g1, "type=\"subscribe\"");
+    CHECK_GOT(&f1, "type=\"subscribed\"", "from=\"" G "\"");
+    CHECK_GOT(&f1, "type=\"set\"", "jid=\"" G "\"", "subscription=\"to\"");
+    fs_unbind(&g1);
+    fs_unbind(&f1);
+}
+
 static void body(void)
 {
     SZ_RUN(handshake_online);
@@ -221,10 +259,11 @@ static void body(void)
     SZ_RUN(offline_request_and_denial);
     SZ_RUN(inbound_to_offline_user_changes_roster);
     SZ_RUN(pre_approval);
+    SZ_RUN(auto_reply);
 }
 
 int main(void)
 {
-    static const char *const users[] = {A, B, C, D, E, NULL};
+    static const char *const users[] = {A, B, C, D, E, F, G, NULL};
     return im_main("subscription", users, body);
 }
