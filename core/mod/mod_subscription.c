@@ -75,8 +75,10 @@ static void after(sz_roster_t *ro, sz_roster_job_t *job)
     sz_user_t *u = sz_roster_user(ro);
     if (a & A_CLEAR_PEND)
         sz_roster_pending_clear(ro, c, cl);
-    if (a & A_ROUTE)
-        sz_router_route(job->r, sz_stanza_ref(job->st));
+    if (a & A_ROUTE) {
+        /* §3.1.2 (and §3.2.2, §3.3.2): bare JIDs both ways. */
+        sz_router_route(job->r, sz_stanza_rewrite(job->st, c, cl, o, ol));
+    }
     if (a & A_DELIVER)
         sz_roster_deliver_available(u, job->st);
     if (a & A_REPLY_SUBD)
@@ -87,12 +89,23 @@ static void after(sz_roster_t *ro, sz_roster_job_t *job)
         sz_presence_send_unavailable(job->r, u, c, cl);
 }
 
+/* The item could not be written: an outbound stanza goes back to the
+ * user's resource as an error (not-allowed when the roster is full),
+ * an inbound one is dropped. */
+static void failed(sz_roster_job_t *job, int res)
+{
+    SZ_WARN("msg=\"subscription state not stored\" err=%d", res);
+    if (job->aux & A_OUT)
+        sz_router_bounce(job->r, job->st, res == -ENOSPC ? SZ_STANZA_ERR_NOT_ALLOWED
+                                                         : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
+}
+
 static void on_updated(sz_roster_t *ro, sz_roster_job_t *job, int res)
 {
     if (res == 0)
         after(ro, job);
     else
-        SZ_WARN("msg=\"subscription state not stored\" err=%d", res);
+        failed(job, res);
     sz_roster_job_done(ro, job);
 }
 
@@ -106,7 +119,7 @@ static bool update_then(sz_roster_t *ro, sz_roster_job_t *job, const char *c, si
     if (ret == 0)
         after(ro, job);
     else
-        SZ_WARN("msg=\"subscription state not stored\" err=%d", ret);
+        failed(job, ret);
     return true;
 }
 
@@ -114,8 +127,10 @@ static bool update_then(sz_roster_t *ro, sz_roster_job_t *job, const char *c, si
 
 static bool job_out(sz_roster_t *ro, sz_roster_job_t *job, int res)
 {
-    if (res < 0)
-        return true; /* the roster cannot be read: the stanza is dropped */
+    if (res < 0) {
+        failed(job, res); /* the roster cannot be read */
+        return true;
+    }
     sz_jid_buf_t jb;
     size_t cl;
     const char *c = peer(job->st, SZ_XML_A_TO, &jb, &cl);
@@ -183,15 +198,11 @@ static int on_out(sz_hook_ctx_t *ctx)
     /* The user is always subscribed to itself (§4.2.2): nothing to do. */
     if (sz_jid_bare_eq(ctx->to, s->jid))
         return SZ_HANDLED;
-    /* §3.1.2 (and §3.2.2, §3.3.2): bare JIDs both ways. */
-    size_t tl, fl;
-    const char *to = sz_jid_bare(ctx->to, &tl);
-    const char *from = sz_jid_bare(s->jid, &fl);
-    sz_stanza_t *st = sz_stanza_rewrite(ctx->st, to, tl, from, fl);
+    /* The stanza keeps the resource's full JID until it is routed, so an
+     * error can reach the resource. */
     sz_roster_t *ro = sz_roster_of(ctx->r, s->user, s->user->bare);
-    sz_roster_job_t *job = sz_roster_job_new(ctx->r, job_out, st);
-    sz_stanza_unref(st);
-    job->aux = (uint32_t)t;
+    sz_roster_job_t *job = sz_roster_job_new(ctx->r, job_out, ctx->st);
+    job->aux = (uint32_t)t | A_OUT;
     sz_roster_submit(ro, job);
     return SZ_HANDLED;
 }

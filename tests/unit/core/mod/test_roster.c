@@ -194,6 +194,12 @@ SZ_TEST(limit)
     fs_send(&b1, "<iq from='" B "/lim' type='set' id='l3'><query " NS "><item jid='x1@" IM_DOMAIN
                  "' name='X'/></query></iq>");
     CHECK_GOT(&b1, "id=\"l3\"", "type=\"result\"");
+    /* A subscription request would add an item too: refused, the
+     * resource is told, nothing is routed. */
+    fs_clear(&b1);
+    fs_send(&b1, "<presence from='" B "/lim' to='x3@" IM_DOMAIN "' type='subscribe'/>");
+    CHECK_GOT(&b1, "<presence", "type=\"error\"", "<not-allowed");
+    CHECK_NOT(&b1, "jid=\"x3@");
     fs_unbind(&b1);
     sz_mod_roster_set_max_items(SZ_ROSTER_MAX_ITEMS_DEFAULT);
 }
