@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,6 +179,12 @@ const sz_jid_t *sz_roster_owner(const sz_roster_t *ro)
 uint64_t sz_roster_ver(const sz_roster_t *ro)
 {
     return ro->ver;
+}
+
+size_t sz_roster_mem(const sz_roster_t *ro)
+{
+    return malloc_usable_size((void *)ro) + malloc_usable_size(ro->owner) +
+           (ro->rc ? malloc_usable_size(ro->rc) : 0);
 }
 
 bool sz_roster_ready(const sz_roster_t *ro)

@@ -111,6 +111,9 @@ void sz_roster_job_done(sz_roster_t *ro, sz_roster_job_t *job);
 sz_user_t *sz_roster_user(const sz_roster_t *ro);
 const sz_jid_t *sz_roster_owner(const sz_roster_t *ro);
 
+/** Heap bytes of <ro>'s entry and cache (for the memory budget, DESIGN §1). */
+size_t sz_roster_mem(const sz_roster_t *ro);
+
 /** Current roster version (what storage reported last). */
 uint64_t sz_roster_ver(const sz_roster_t *ro);
 

@@ -9,6 +9,7 @@
 
 #define A  "alice@" IM_DOMAIN
 #define B  "bob@" IM_DOMAIN
+#define C  "carla.longername@" IM_DOMAIN
 #define NS "xmlns=\"jabber:iq:roster\""
 
 static fs_t a1, a2, b1;
@@ -212,6 +213,30 @@ SZ_TEST(stream_features)
     SZ_CHECK(strstr(buf, "<sub xmlns='urn:xmpp:features:pre-approval'/>") != NULL);
 }
 
+/* DESIGN §1 budget: an idle session with a 20-contact roster. The
+ * modules' share is the user's entry and cache (sessions cost nothing
+ * extra: their flags live in the slot pointer). */
+SZ_TEST(cache_memory)
+{
+    fs_bind(&a1, C "/m");
+    for (int i = 0; i < 20; i++)
+        fs_send(&a1, "<iq from='" C "/m' type='set' id='m%d'><query " NS "><item "
+                     "jid='contact%02d@" IM_DOMAIN "' name='Contact %d'><group>G</group></item>"
+                     "</query></iq>", i, i, i);
+    fs_unbind(&a1);
+    fs_bind(&a1, C "/m");
+    fs_send(&a1, "<iq from='" C "/m' type='get' id='v'><query " NS " ver='20'/></iq>");
+    CHECK_GOT(&a1, "id=\"v\"", "type=\"result\"");
+    sz_roster_t *ro = sz_roster_find(a1.s.user);
+    SZ_CHECK(ro != NULL);
+    SZ_CHECK_INT(ro ? sz_roster_count(ro) : 0, 20);
+    size_t mem = ro ? sz_roster_mem(ro) : 0;
+    printf("# roster entry and cache, 20 contacts: %zu bytes\n", mem);
+    SZ_CHECK(mem > 0 && mem <= 1024);
+    SZ_CHECK(sz_roster_sdata(&a1.s) == NULL);
+    fs_unbind(&a1);
+}
+
 static void body(void)
 {
     SZ_RUN(get_empty);
@@ -221,10 +246,11 @@ static void body(void)
     SZ_RUN(remove_cancels_subscriptions);
     SZ_RUN(limit);
     SZ_RUN(stream_features);
+    SZ_RUN(cache_memory);
 }
 
 int main(void)
 {
-    static const char *const users[] = {A, B, NULL};
+    static const char *const users[] = {A, B, C, NULL};
     return im_main("roster", users, body);
 }
