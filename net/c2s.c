@@ -7,10 +7,9 @@
  * A storage lookup in flight keeps the struct alive after the connection
  * closed (orphan): the lookup's callback frees it.
  *
- * Size: just past the 1,500-line mark. The next feature that lands here
- * should first move XEP-0077 registration ("in-band registration" below)
- * to its own file, with struct c2s and the shared helpers (iq answers,
- * free_state, the per-reactor pending count) in a net/c2s_types.h.
+ * Features are modules (core/mod/, reached through core/hooks.h): the
+ * stream offers their stream features and hands them the one iq allowed
+ * before authentication (XEP-0077 registration, core/mod/mod_register.c).
  */
 #include "net/c2s.h"
 
@@ -75,12 +74,9 @@ struct c2s {
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
-    char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
 };
 
-#define NS_REGISTER      "jabber:iq:register"
-#define NS_REGISTER_FEAT "http://jabber.org/features/iq-register"
 
 static const sz_conf_t *conf;
 static sz_c2s_accounts_t accounts;
@@ -91,8 +87,6 @@ static sz_tls_ctx_t *tls_ctx;
  * only ever makes a limit stricter. */
 #define SRC_SLOTS 65536u
 static uint32_t unauth_by_src[SRC_SLOTS];
-/* XEP-0077 registrations per source and hour: (hour << 32 | count). */
-static uint64_t reg_by_src[SRC_SLOTS];
 static __thread unsigned pending; /* lookups in flight on this reactor */
 
 static const sz_session_ops_t session_ops;
@@ -450,7 +444,7 @@ static void send_header_and_features(struct c2s *cs)
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
                               "'><optional/></session><sm xmlns='" NS_SM "'/>");
         /* What the feature modules offer (roster versioning, ...). */
-        n += sz_hooks_stream_features(true, buf + n, sizeof(buf) - n);
+        n += sz_hooks_stream_features(true, cs->host, buf + n, sizeof(buf) - n);
     } else {
         bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
                             listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
@@ -462,8 +456,8 @@ static void send_header_and_features(struct c2s *cs)
             unsigned f = sasl_flags(cs);
             n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
             n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
-            if (conf->hosts[cs->host].register_enabled)
-                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<register xmlns='" NS_REGISTER_FEAT "'/>");
+            /* What the feature modules offer before authentication. */
+            n += sz_hooks_stream_features(false, cs->host, buf + n, sizeof(buf) - n);
         }
     }
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "</stream:features>");
@@ -533,7 +527,6 @@ static void free_state(struct c2s *cs)
     sz_tls_free(cs->tls);
     sz_sasl_free(cs->sasl);
     sz_jid_free(cs->authed);
-    sz_free(cs->reg_id);
     sz_sm_free(cs->sm, NULL, NULL);
     sz_free(cs);
 }
@@ -1082,173 +1075,79 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
     sz_router_from_client(r, &cs->sess, st, to);
 }
 
-/* ---- in-band registration (XEP-0077) -------------------------------------- */
+/* ---- iqs before authentication (XEP-0077 registration) ------------------- */
 
-static bool register_allowed(const struct c2s *cs)
+/* The stream as a module sees it before authentication (core/hooks.h). */
+static void pre_answer(void *p, const char *id, size_t idlen, const char *inner,
+                       enum sz_stanza_err e)
 {
-    const sz_conf_listen_t *l = listener(cs);
-    bool tls_ok = (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S || l->tls != SZ_TLS_STARTTLS_REQUIRED;
-    return conf->hosts[cs->host].register_enabled && tls_ok && accounts.create;
+    struct c2s *cs = p;
+    if ((cs->flags & F_ORPHAN) || cs->stage == ST_CLOSED)
+        return;
+    if (e)
+        iq_answer(cs, id, idlen, NULL, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                  sz_stanza_err_name(e));
+    else
+        iq_answer(cs, id, idlen, inner, NULL, NULL);
 }
 
-/* One registration attempt from the connection's source in this hour? */
-static bool register_budget(const struct c2s *cs)
+static bool pre_hold(void *p)
 {
-    uint32_t limit = SZ_CONF_LIMIT(conf, register_per_source_per_hour);
-    uint64_t hour = sz_now_ms() / 3600000u;
-    uint64_t *w = &reg_by_src[cs->src_hash ? cs->src_hash - 1 : 0];
-    uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED), next;
-    do {
-        uint64_t count = (old >> 32) == (hour & 0xffffffffu) ? (old & 0xffffffffu) : 0;
-        if (count >= limit)
-            return false;
-        next = (hour & 0xffffffffu) << 32 | (count + 1);
-    } while (!__atomic_compare_exchange_n(w, &old, next, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    struct c2s *cs = p;
+    if (cs->flags & F_LOOKUP)
+        return false;
+    cs->flags |= F_LOOKUP;
+    pending++;
     return true;
 }
 
-static void on_created(void *arg, int res)
+static void pre_release(void *p)
 {
-    struct c2s *cs = arg;
+    struct c2s *cs = p;
     cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
-    char *id = cs->reg_id;
-    cs->reg_id = NULL;
-    if (cs->flags & F_ORPHAN) {
-        sz_free(id);
+    if (cs->flags & F_ORPHAN)
         free_state(cs);
-        return;
-    }
-    if (cs->stage != ST_CLOSED) {
-        if (res == 0)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, NULL, NULL);
-        else if (res == -EEXIST)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "cancel", "conflict");
-        else
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "wait", "internal-server-error");
-    }
-    sz_free(id);
 }
 
-/* Child element <name> of the register query, as text (NULL: absent). */
-static const char *reg_field(const sz_xml_node_t *q, const char *name, size_t *len)
-{
-    const sz_xml_node_t *f = sz_xml_child(q, name, NS_REGISTER);
-    return f ? sz_xml_text(f, len) : NULL;
-}
+static const sz_preauth_ops_t pre_ops = {pre_answer, pre_hold, pre_release};
 
-/* XEP-0077 key derivation, on a worker when possible. */
-struct reg_job {
-    struct c2s *cs;
-    sz_jid_t *jid;
-    char *pw;
-    size_t pl;
-    uint32_t iterations;
-    int rc;
-    sz_scram_creds_t creds;
-};
-
-static void reg_work(void *arg)
+/* An iq before authentication: a module that handles its payload in the
+ * SZ_IQ_PREAUTH scope answers it; anything else is refused with
+ * not-authorized (RFC 6120 §4.9.3.12), as is an iq the module passes. */
+static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
 {
-    struct reg_job *job = arg;
-    job->rc = sz_scram_derive_all(job->pw, job->pl, job->iterations, &job->creds);
-}
-
-static void reg_answer(struct c2s *cs, const char *etype, const char *cond)
-{
-    const char *id = cs->reg_id;
-    iq_answer(cs, id, id ? strlen(id) : 0, NULL, etype, cond);
-    sz_free(cs->reg_id);
-    cs->reg_id = NULL;
-}
-
-static void reg_done(void *arg, int res)
-{
-    struct reg_job *job = arg;
-    struct c2s *cs = job->cs;
-    (void)res;
-    cs->flags &= (uint16_t)~F_LOOKUP;
-    pending--;
-    if (cs->flags & F_ORPHAN) {
-        free_state(cs);
-    } else if (cs->stage == ST_CLOSED) {
-        sz_free(cs->reg_id);
-        cs->reg_id = NULL;
-    } else if (job->rc < 0) {
-        reg_answer(cs, "modify", "not-acceptable"); /* not a valid password */
-    } else {
-        cs->flags |= F_LOOKUP;
-        pending++;
-        if (accounts.create(accounts.ctx, job->jid, &job->creds, on_created, cs) < 0) {
-            cs->flags &= (uint16_t)~F_LOOKUP;
-            pending--;
-            reg_answer(cs, "wait", "internal-server-error");
+    const sz_xml_node_t *root = sz_stanza_tree(st), *payload = NULL;
+    for (const sz_xml_node_t *c = root ? root->children : NULL; c; c = c->next)
+        if (c->kind == SZ_XML_ELEM) {
+            payload = c;
+            break;
         }
-    }
-    memset(job->pw, 0, job->pl);
-    sz_free(job->pw);
-    memset(&job->creds, 0, sizeof(job->creds));
-    sz_jid_free(job->jid);
-    sz_free(job);
-}
-
-static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
-{
     char type[8];
     ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
-    if (!register_allowed(cs)) {
-        iq_error(cs, st, "cancel", "service-unavailable");
+    bool get = tn == 3 && memcmp(type, "get", 3) == 0, set = tn == 3 && memcmp(type, "set", 3) == 0;
+    sz_iq_fn fn = sz_hooks_iq_find(payload, SZ_IQ_PREAUTH);
+    if (!fn) {
+        stream_error(cs, "not-authorized");
         return;
     }
-    if (tn == 3 && memcmp(type, "get", 3) == 0) {
-        iq_reply(cs, st, "<query xmlns='" NS_REGISTER "'><instructions>Choose a username and "
-                         "password.</instructions><username/><password/></query>");
-        return;
-    }
-    if (tn != 3 || memcmp(type, "set", 3) != 0) {
+    if (!get && !set) {
         iq_error(cs, st, "modify", "bad-request");
         return;
     }
-    if (cs->flags & F_LOOKUP) {
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    size_t ul = 0, pl = 0;
-    const char *user = reg_field(q, "username", &ul), *pass = reg_field(q, "password", &pl);
-    if (!user || !pass || ul == 0 || pl == 0) {
-        iq_error(cs, st, "modify", "not-acceptable"); /* XEP-0077 §3.1: fields missing */
-        return;
-    }
-    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
-    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)ul, user, conf->hosts[cs->host].domain);
-    sz_jid_t *j = NULL;
-    if (n <= 0 || (size_t)n >= sizeof(jid) || memchr(user, '@', ul) || memchr(user, '/', ul) ||
-        sz_jid_parse(jid, (size_t)n, &j) < 0) {
-        iq_error(cs, st, "modify", "not-acceptable");
-        return;
-    }
-    /* The budget is charged only for well-formed requests, before the
-     * costly key derivation. */
-    if (!register_budget(cs)) {
-        sz_jid_free(j);
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    cs->reg_id = il >= 0 ? sz_strndup(id, (size_t)il) : NULL;
-    struct reg_job *job = sz_calloc(1, sizeof(*job));
-    job->cs = cs;
-    job->jid = j;
-    job->pw = sz_strndup(pass, pl);
-    job->pl = pl;
-    job->iterations = SZ_CONF_LIMIT(conf, scram_iterations);
-    cs->flags |= F_LOOKUP;
-    pending++;
-    /* Key derivation (three PBKDF2 runs) on a worker, then the insert. */
-    if (!accounts.offload || accounts.offload(accounts.ctx, reg_work, reg_done, job) < 0) {
-        reg_work(job);
-        reg_done(job, 0);
+    const sz_conf_listen_t *l = listener(cs);
+    sz_preauth_t pre = {cs, &pre_ops, cs->src_hash,
+                        (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S ||
+                            l->tls != SZ_TLS_STARTTLS_REQUIRED};
+    sz_hook_ctx_t ctx = {.r = sz_conn_reactor(cs->c), .st = st, .host = cs->host,
+                         .kind = SZ_STANZA_IQ, .type = get ? "get" : "set", .pre = &pre};
+    int ret = fn(&ctx, payload, set);
+    if (ret == SZ_PASS) {
+        stream_error(cs, "not-authorized");
+    } else if (ret < 0) {
+        enum sz_stanza_err e = (enum sz_stanza_err)-ret;
+        iq_error(cs, st, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                 sz_stanza_err_name(e));
     }
 }
 
@@ -1276,17 +1175,12 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* XEP-0077: registration is the one stanza allowed before
-         * authentication. */
+         * authentication, through the module that serves it. */
         if (h->ns_id == SZ_XML_NS_CLIENT && name_is(span, h, "iq")) {
             sz_stanza_t *st = sz_stanza_new(span, len, h);
-            const sz_xml_node_t *root = sz_stanza_tree(st);
-            const sz_xml_node_t *q = root ? sz_xml_child(root, "query", NS_REGISTER) : NULL;
-            if (q && (register_allowed(cs) || !conf->hosts[cs->host].register_enabled)) {
-                on_register(cs, st, q);
-                sz_stanza_unref(st);
-                return cs->stage == ST_OPEN ? 0 : 1;
-            }
+            on_preauth_iq(cs, st);
             sz_stanza_unref(st);
+            return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
         stream_error(cs, "not-authorized");

@@ -12,6 +12,7 @@ static const register_fn modules[] = {
     sz_mod_disco_register,   /* XEP-0030 */
     sz_mod_ping_register,    /* XEP-0199 */
     sz_mod_version_register, /* XEP-0092 */
+    sz_mod_register_register, /* XEP-0077 */
 };
 
 void sz_mods_register(const sz_mod_env_t *env)
