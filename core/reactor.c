@@ -216,9 +216,6 @@ static void on_ctrl(sz_reactor_t *r, const struct io_uring_cqe *cqe)
         r->stopping = true;
         if (r->on_stop)
             r->on_stop(r);
-    } else if (cqe->res == SZ_CTRL_RELOAD) {
-        if (r->on_reload)
-            r->on_reload(r);
     }
 }
 

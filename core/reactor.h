@@ -49,7 +49,7 @@ enum sz_op {
     SZ_OP_MAX = 32,
 };
 
-enum sz_ctrl { SZ_CTRL_STOP = 1, SZ_CTRL_RELOAD = 2 };
+enum sz_ctrl { SZ_CTRL_STOP = 1 };
 
 #define SZ_UD_OP(ud)   ((unsigned)((ud) >> 56))
 #define SZ_UD_GEN(ud)  ((uint32_t)((ud) >> 32) & 0xffffffu)
@@ -103,7 +103,6 @@ struct sz_reactor {
     int *ring_fds;
     uint64_t wake_mask[4]; /* destinations owed a doorbell this iteration */
     bool stopping;         /* STOP received; loop ends once quiesced */
-    bool reload;           /* RELOAD received, not yet handled */
 
     /* Upper-layer hooks, set before sz_reactor_run(). */
     void *net;                                  /* upper layer's per-reactor state */
@@ -111,7 +110,6 @@ struct sz_reactor {
     void (*on_flush)(sz_reactor_t *r);          /* end of every iteration */
     void (*on_stop)(sz_reactor_t *r);           /* STOP arrived (once) */
     bool (*quiesced)(sz_reactor_t *r);          /* nothing in flight: safe to exit */
-    void (*on_reload)(sz_reactor_t *r);         /* RELOAD arrived */
 
     sz_stats_t stats __attribute__((aligned(64)));
 };

@@ -7,10 +7,9 @@
  * A storage lookup in flight keeps the struct alive after the connection
  * closed (orphan): the lookup's callback frees it.
  *
- * Size: just past the 1,500-line mark. The next feature that lands here
- * should first move XEP-0077 registration ("in-band registration" below)
- * to its own file, with struct c2s and the shared helpers (iq answers,
- * free_state, the per-reactor pending count) in a net/c2s_types.h.
+ * Features are modules (core/mod/, reached through core/hooks.h): the
+ * stream offers their stream features and hands them the one iq allowed
+ * before authentication (XEP-0077 registration, core/mod/mod_register.c).
  */
 #include "net/c2s.h"
 
@@ -58,6 +57,8 @@ enum stage {
 #define F_ORPHAN      0x20 /* connection gone while the lookup runs */
 #define F_SPOKE       0x40 /* SASL input arrived while a lookup or job held the exchange */
 #define F_PINGED      0x80 /* bound, idle: our ping is out and nothing came in since */
+#define F_UNBIND_LATER 0x100 /* the stream ended during a delivery: unbind at the end of the
+                              * reactor iteration (see end_session()) */
 
 struct c2s {
     sz_xml_parser_t xp;  /* 64 */
@@ -67,18 +68,15 @@ struct c2s {
     sz_sasl_t *sasl;
     sz_jid_t *authed;    /* bare JID after SASL, until bound */
     uint8_t stage;
-    uint8_t flags;
     uint8_t host;        /* index in conf->hosts */
+    uint16_t flags;
     uint8_t failures;    /* SASL failures */
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
-    char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
 };
 
-#define NS_REGISTER      "jabber:iq:register"
-#define NS_REGISTER_FEAT "http://jabber.org/features/iq-register"
 
 static const sz_conf_t *conf;
 static sz_c2s_accounts_t accounts;
@@ -89,12 +87,11 @@ static sz_tls_ctx_t *tls_ctx;
  * only ever makes a limit stricter. */
 #define SRC_SLOTS 65536u
 static uint32_t unauth_by_src[SRC_SLOTS];
-/* XEP-0077 registrations per source and hour: (hour << 32 | count). */
-static uint64_t reg_by_src[SRC_SLOTS];
 static __thread unsigned pending; /* lookups in flight on this reactor */
 
 static const sz_session_ops_t session_ops;
 static const sz_tls_io_t tls_io;
+static void flush_unbinds(void);
 
 void sz_c2s_set_tls(struct sz_tls_ctx *t)
 {
@@ -105,6 +102,7 @@ void sz_c2s_set_tls(struct sz_tls_ctx *t)
 void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct sz_tls_ctx *t)
 {
     conf = c;
+    sz_reactor_add_iteration_hook(flush_unbinds);
     if (acc)
         accounts = *acc;
     else
@@ -305,6 +303,84 @@ static void send_header(struct c2s *cs)
     raw_write(cs, buf, format_header(cs, buf));
 }
 
+/* ---- the end of a bound session ------------------------------------------ */
+
+static void undelivered(void *ctx, sz_stanza_t *st);
+
+/* Streams that ended while the router was delivering to some session of
+ * this reactor: their unbind waits for the end of the iteration, because
+ * unlinking a session (and maybe freeing its user) under a loop over the
+ * user's sessions would break that loop. Entries may be NULL (closed
+ * meanwhile). */
+static __thread struct c2s **unbind_q;
+static __thread unsigned unbind_n, unbind_cap;
+static __thread unsigned delivering; /* depth of sess_deliver() calls */
+
+static void unbind_now(struct c2s *cs)
+{
+    cs->flags &= (uint16_t)~(F_BOUND | F_UNBIND_LATER);
+    sz_reactor_t *r = sz_reactor_self();
+    /* The session leaves the router now, not when the connection is freed
+     * (after the lingering close, up to seconds later): its contacts and
+     * other resources get the unavailable presence at the moment the
+     * stream ends (RFC 6121 §4.5.2), and stanzas for it from here on take
+     * the no-such-resource path (§8.5.3.2) instead of a dead stream. */
+    sz_router_unbind(r, &cs->sess);
+    sz_jid_free(cs->sess.jid);
+    cs->sess.jid = NULL;
+    if (cs->sm) {
+        /* What the client never acknowledged is treated as sent to an
+         * unavailable resource (XEP-0198 §4). */
+        sz_sm_free(cs->sm, undelivered, r);
+        cs->sm = NULL;
+    }
+}
+
+/* The stream of <cs> ended (or its connection is going): a bound session
+ * is unbound at once, or at the end of this reactor iteration when a
+ * delivery is running. */
+static void end_session(struct c2s *cs)
+{
+    if (!(cs->flags & F_BOUND) || (cs->flags & F_UNBIND_LATER))
+        return;
+    if (delivering == 0) {
+        unbind_now(cs);
+        return;
+    }
+    if (unbind_n == unbind_cap) {
+        unbind_cap = unbind_cap ? 2 * unbind_cap : 16;
+        unbind_q = sz_realloc(unbind_q, unbind_cap * sizeof(*unbind_q));
+    }
+    unbind_q[unbind_n++] = cs;
+    cs->flags |= F_UNBIND_LATER;
+}
+
+/* Reactor iteration hook: the unbinds end_session() deferred. */
+static void flush_unbinds(void)
+{
+    if (!unbind_q)
+        return;
+    /* An unbind may end further streams (delivering is 0 here, so they
+     * unbind at once and never append). */
+    for (unsigned i = 0; i < unbind_n; i++)
+        if (unbind_q[i])
+            unbind_now(unbind_q[i]);
+    unbind_n = 0;
+    /* Deferrals are rare (a client overrun during a delivery): no memory
+     * is kept between them, nor left behind when the reactor exits. */
+    sz_free(unbind_q);
+    unbind_q = NULL;
+    unbind_cap = 0;
+}
+
+/* <cs> is being freed while its unbind waits. */
+static void forget_unbind(struct c2s *cs)
+{
+    for (unsigned i = 0; i < unbind_n; i++)
+        if (unbind_q[i] == cs)
+            unbind_q[i] = NULL;
+}
+
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
  * then closes after the output is flushed. <app> (trusted XML, short) is
  * an application-specific condition (§4.9.4) or NULL. */
@@ -324,6 +400,7 @@ static void stream_error_app(struct c2s *cs, const char *cond, const char *app)
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
     sz_conn_close(cs->c, true);
+    end_session(cs);
 }
 
 static void stream_error(struct c2s *cs, const char *cond)
@@ -367,7 +444,7 @@ static void send_header_and_features(struct c2s *cs)
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
                               "'><optional/></session><sm xmlns='" NS_SM "'/>");
         /* What the feature modules offer (roster versioning, ...). */
-        n += sz_hooks_stream_features(true, buf + n, sizeof(buf) - n);
+        n += sz_hooks_stream_features(true, cs->host, buf + n, sizeof(buf) - n);
     } else {
         bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
                             listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
@@ -379,8 +456,8 @@ static void send_header_and_features(struct c2s *cs)
             unsigned f = sasl_flags(cs);
             n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
             n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
-            if (conf->hosts[cs->host].register_enabled)
-                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<register xmlns='" NS_REGISTER_FEAT "'/>");
+            /* What the feature modules offer before authentication. */
+            n += sz_hooks_stream_features(false, cs->host, buf + n, sizeof(buf) - n);
         }
     }
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "</stream:features>");
@@ -450,7 +527,6 @@ static void free_state(struct c2s *cs)
     sz_tls_free(cs->tls);
     sz_sasl_free(cs->sasl);
     sz_jid_free(cs->authed);
-    sz_free(cs->reg_id);
     sz_sm_free(cs->sm, NULL, NULL);
     sz_free(cs);
 }
@@ -462,7 +538,7 @@ static bool spoke_out_of_turn(struct c2s *cs)
 {
     if (!(cs->flags & F_SPOKE))
         return false;
-    cs->flags &= (uint8_t)~F_SPOKE;
+    cs->flags &= (uint16_t)~F_SPOKE;
     sz_sasl_free(cs->sasl);
     cs->sasl = NULL;
     sasl_failure(cs, "malformed-request");
@@ -492,7 +568,7 @@ static void plain_done(void *arg, int res)
     struct plain_job *job = arg;
     struct c2s *cs = job->cs;
     (void)res;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN)
         free_state(cs);
@@ -505,7 +581,7 @@ static void plain_done(void *arg, int res)
 static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
 {
     struct c2s *cs = arg;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
     if (cs->flags & F_ORPHAN) {
         free_state(cs);
@@ -531,7 +607,7 @@ static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
         pending++;
         if (accounts.offload(accounts.ctx, plain_work, plain_done, job) == 0)
             return;
-        cs->flags &= (uint8_t)~F_LOOKUP;
+        cs->flags &= (uint16_t)~F_LOOKUP;
         pending--;
         sz_free(job);
     }
@@ -562,7 +638,7 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     sz_jid_free(j);
     if (ret < 0) {
         pending--;
-        cs->flags &= (uint8_t)~F_LOOKUP;
+        cs->flags &= (uint16_t)~F_LOOKUP;
         sz_sasl_out_t o2;
         sasl_result(cs, sz_sasl_creds(cs->sasl, SZ_SASL_CREDS_UNAVAILABLE, NULL, &o2), &o2);
     }
@@ -618,7 +694,7 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         uncount_source(cs);
         /* RFC 6120 §6.4.6: the client restarts the stream. */
         cs->stage = ST_HEADER;
-        cs->flags &= (uint8_t)~F_HEADER_SENT;
+        cs->flags &= (uint16_t)~F_HEADER_SENT;
         sz_xml_parser_reset(&cs->xp);
         sz_xml_limits_t lim = {SZ_CONF_LIMIT(conf, max_stanza_bytes),
                                (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
@@ -999,173 +1075,79 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
     sz_router_from_client(r, &cs->sess, st, to);
 }
 
-/* ---- in-band registration (XEP-0077) -------------------------------------- */
+/* ---- iqs before authentication (XEP-0077 registration) ------------------- */
 
-static bool register_allowed(const struct c2s *cs)
+/* The stream as a module sees it before authentication (core/hooks.h). */
+static void pre_answer(void *p, const char *id, size_t idlen, const char *inner,
+                       enum sz_stanza_err e)
 {
-    const sz_conf_listen_t *l = listener(cs);
-    bool tls_ok = (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S || l->tls != SZ_TLS_STARTTLS_REQUIRED;
-    return conf->hosts[cs->host].register_enabled && tls_ok && accounts.create;
+    struct c2s *cs = p;
+    if ((cs->flags & F_ORPHAN) || cs->stage == ST_CLOSED)
+        return;
+    if (e)
+        iq_answer(cs, id, idlen, NULL, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                  sz_stanza_err_name(e));
+    else
+        iq_answer(cs, id, idlen, inner, NULL, NULL);
 }
 
-/* One registration attempt from the connection's source in this hour? */
-static bool register_budget(const struct c2s *cs)
+static bool pre_hold(void *p)
 {
-    uint32_t limit = SZ_CONF_LIMIT(conf, register_per_source_per_hour);
-    uint64_t hour = sz_now_ms() / 3600000u;
-    uint64_t *w = &reg_by_src[cs->src_hash ? cs->src_hash - 1 : 0];
-    uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED), next;
-    do {
-        uint64_t count = (old >> 32) == (hour & 0xffffffffu) ? (old & 0xffffffffu) : 0;
-        if (count >= limit)
-            return false;
-        next = (hour & 0xffffffffu) << 32 | (count + 1);
-    } while (!__atomic_compare_exchange_n(w, &old, next, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    struct c2s *cs = p;
+    if (cs->flags & F_LOOKUP)
+        return false;
+    cs->flags |= F_LOOKUP;
+    pending++;
     return true;
 }
 
-static void on_created(void *arg, int res)
+static void pre_release(void *p)
 {
-    struct c2s *cs = arg;
-    cs->flags &= (uint8_t)~F_LOOKUP;
+    struct c2s *cs = p;
+    cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
-    char *id = cs->reg_id;
-    cs->reg_id = NULL;
-    if (cs->flags & F_ORPHAN) {
-        sz_free(id);
+    if (cs->flags & F_ORPHAN)
         free_state(cs);
-        return;
-    }
-    if (cs->stage != ST_CLOSED) {
-        if (res == 0)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, NULL, NULL);
-        else if (res == -EEXIST)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "cancel", "conflict");
-        else
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "wait", "internal-server-error");
-    }
-    sz_free(id);
 }
 
-/* Child element <name> of the register query, as text (NULL: absent). */
-static const char *reg_field(const sz_xml_node_t *q, const char *name, size_t *len)
-{
-    const sz_xml_node_t *f = sz_xml_child(q, name, NS_REGISTER);
-    return f ? sz_xml_text(f, len) : NULL;
-}
+static const sz_preauth_ops_t pre_ops = {pre_answer, pre_hold, pre_release};
 
-/* XEP-0077 key derivation, on a worker when possible. */
-struct reg_job {
-    struct c2s *cs;
-    sz_jid_t *jid;
-    char *pw;
-    size_t pl;
-    uint32_t iterations;
-    int rc;
-    sz_scram_creds_t creds;
-};
-
-static void reg_work(void *arg)
+/* An iq before authentication: a module that handles its payload in the
+ * SZ_IQ_PREAUTH scope answers it; anything else is refused with
+ * not-authorized (RFC 6120 §4.9.3.12), as is an iq the module passes. */
+static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
 {
-    struct reg_job *job = arg;
-    job->rc = sz_scram_derive_all(job->pw, job->pl, job->iterations, &job->creds);
-}
-
-static void reg_answer(struct c2s *cs, const char *etype, const char *cond)
-{
-    const char *id = cs->reg_id;
-    iq_answer(cs, id, id ? strlen(id) : 0, NULL, etype, cond);
-    sz_free(cs->reg_id);
-    cs->reg_id = NULL;
-}
-
-static void reg_done(void *arg, int res)
-{
-    struct reg_job *job = arg;
-    struct c2s *cs = job->cs;
-    (void)res;
-    cs->flags &= (uint8_t)~F_LOOKUP;
-    pending--;
-    if (cs->flags & F_ORPHAN) {
-        free_state(cs);
-    } else if (cs->stage == ST_CLOSED) {
-        sz_free(cs->reg_id);
-        cs->reg_id = NULL;
-    } else if (job->rc < 0) {
-        reg_answer(cs, "modify", "not-acceptable"); /* not a valid password */
-    } else {
-        cs->flags |= F_LOOKUP;
-        pending++;
-        if (accounts.create(accounts.ctx, job->jid, &job->creds, on_created, cs) < 0) {
-            cs->flags &= (uint8_t)~F_LOOKUP;
-            pending--;
-            reg_answer(cs, "wait", "internal-server-error");
+    const sz_xml_node_t *root = sz_stanza_tree(st), *payload = NULL;
+    for (const sz_xml_node_t *c = root ? root->children : NULL; c; c = c->next)
+        if (c->kind == SZ_XML_ELEM) {
+            payload = c;
+            break;
         }
-    }
-    memset(job->pw, 0, job->pl);
-    sz_free(job->pw);
-    memset(&job->creds, 0, sizeof(job->creds));
-    sz_jid_free(job->jid);
-    sz_free(job);
-}
-
-static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
-{
     char type[8];
     ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
-    if (!register_allowed(cs)) {
-        iq_error(cs, st, "cancel", "service-unavailable");
+    bool get = tn == 3 && memcmp(type, "get", 3) == 0, set = tn == 3 && memcmp(type, "set", 3) == 0;
+    sz_iq_fn fn = sz_hooks_iq_find(payload, SZ_IQ_PREAUTH);
+    if (!fn) {
+        stream_error(cs, "not-authorized");
         return;
     }
-    if (tn == 3 && memcmp(type, "get", 3) == 0) {
-        iq_reply(cs, st, "<query xmlns='" NS_REGISTER "'><instructions>Choose a username and "
-                         "password.</instructions><username/><password/></query>");
-        return;
-    }
-    if (tn != 3 || memcmp(type, "set", 3) != 0) {
+    if (!get && !set) {
         iq_error(cs, st, "modify", "bad-request");
         return;
     }
-    if (cs->flags & F_LOOKUP) {
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    size_t ul = 0, pl = 0;
-    const char *user = reg_field(q, "username", &ul), *pass = reg_field(q, "password", &pl);
-    if (!user || !pass || ul == 0 || pl == 0) {
-        iq_error(cs, st, "modify", "not-acceptable"); /* XEP-0077 §3.1: fields missing */
-        return;
-    }
-    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
-    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)ul, user, conf->hosts[cs->host].domain);
-    sz_jid_t *j = NULL;
-    if (n <= 0 || (size_t)n >= sizeof(jid) || memchr(user, '@', ul) || memchr(user, '/', ul) ||
-        sz_jid_parse(jid, (size_t)n, &j) < 0) {
-        iq_error(cs, st, "modify", "not-acceptable");
-        return;
-    }
-    /* The budget is charged only for well-formed requests, before the
-     * costly key derivation. */
-    if (!register_budget(cs)) {
-        sz_jid_free(j);
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    cs->reg_id = il >= 0 ? sz_strndup(id, (size_t)il) : NULL;
-    struct reg_job *job = sz_calloc(1, sizeof(*job));
-    job->cs = cs;
-    job->jid = j;
-    job->pw = sz_strndup(pass, pl);
-    job->pl = pl;
-    job->iterations = SZ_CONF_LIMIT(conf, scram_iterations);
-    cs->flags |= F_LOOKUP;
-    pending++;
-    /* Key derivation (three PBKDF2 runs) on a worker, then the insert. */
-    if (!accounts.offload || accounts.offload(accounts.ctx, reg_work, reg_done, job) < 0) {
-        reg_work(job);
-        reg_done(job, 0);
+    const sz_conf_listen_t *l = listener(cs);
+    sz_preauth_t pre = {cs, &pre_ops, cs->src_hash,
+                        (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S ||
+                            l->tls != SZ_TLS_STARTTLS_REQUIRED};
+    sz_hook_ctx_t ctx = {.r = sz_conn_reactor(cs->c), .st = st, .host = cs->host,
+                         .kind = SZ_STANZA_IQ, .type = get ? "get" : "set", .pre = &pre};
+    int ret = fn(&ctx, payload, set);
+    if (ret == SZ_PASS) {
+        stream_error(cs, "not-authorized");
+    } else if (ret < 0) {
+        enum sz_stanza_err e = (enum sz_stanza_err)-ret;
+        iq_error(cs, st, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                 sz_stanza_err_name(e));
     }
 }
 
@@ -1193,17 +1175,12 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* XEP-0077: registration is the one stanza allowed before
-         * authentication. */
+         * authentication, through the module that serves it. */
         if (h->ns_id == SZ_XML_NS_CLIENT && name_is(span, h, "iq")) {
             sz_stanza_t *st = sz_stanza_new(span, len, h);
-            const sz_xml_node_t *root = sz_stanza_tree(st);
-            const sz_xml_node_t *q = root ? sz_xml_child(root, "query", NS_REGISTER) : NULL;
-            if (q && (register_allowed(cs) || !conf->hosts[cs->host].register_enabled)) {
-                on_register(cs, st, q);
-                sz_stanza_unref(st);
-                return cs->stage == ST_OPEN ? 0 : 1;
-            }
+            on_preauth_iq(cs, st);
             sz_stanza_unref(st);
+            return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
         stream_error(cs, "not-authorized");
@@ -1259,6 +1236,7 @@ static int on_end(void *ud)
         if (cs->tls && (cs->flags & F_TLS))
             sz_tls_shutdown(cs->tls, &tls_io, cs);
         sz_conn_close(cs->c, true);
+        end_session(cs);
     }
     return 1;
 }
@@ -1306,7 +1284,7 @@ static int tls_handshake(void *ud, sz_tls_t *t)
     cs->flags |= F_TLS;
     /* RFC 6120 §5.4.3.3: a new stream over TLS. */
     cs->stage = ST_HEADER;
-    cs->flags &= (uint8_t)~F_HEADER_SENT;
+    cs->flags &= (uint16_t)~F_HEADER_SENT;
     sz_xml_parser_reset(&cs->xp);
     return 0;
 }
@@ -1321,6 +1299,7 @@ static void feed_tls(struct c2s *cs, const char *p, size_t n)
                  sz_tls_error(cs->tls));
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true); /* an alert may be queued */
+        end_session(cs);
     } else if ((ret & SZ_TLS_PEER_CLOSED) && cs->stage != ST_CLOSED) {
         /* close_notify: end our stream too, then close. */
         if (cs->flags & F_HEADER_SENT)
@@ -1328,6 +1307,7 @@ static void feed_tls(struct c2s *cs, const char *p, size_t n)
         sz_tls_shutdown(cs->tls, &tls_io, cs);
         cs->stage = ST_CLOSED;
         sz_conn_close(cs->c, true);
+        end_session(cs);
     }
 }
 
@@ -1366,7 +1346,7 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
      * §4.6.1): the idle check reads these instead of re-arming a timer on
      * every read. */
     cs->last_in = clock32();
-    cs->flags &= (uint8_t)~F_PINGED;
+    cs->flags &= (uint16_t)~F_PINGED;
     if (cs->tls)
         feed_tls(cs, p, n);
     else
@@ -1393,6 +1373,16 @@ static void c2s_shutdown(sz_conn_t *c)
         stream_error(cs, "system-shutdown");
 }
 
+/* The peer closed TCP or the connection broke (a reset): no stream end
+ * can follow, so the session ends now. */
+static void c2s_eof(sz_conn_t *c)
+{
+    struct c2s *cs = c->pstate;
+    cs->stage = ST_CLOSED;
+    sz_conn_close(c, false);
+    end_session(cs);
+}
+
 static void c2s_moved(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
@@ -1408,14 +1398,11 @@ static void c2s_close(sz_conn_t *c)
     if (!cs)
         return;
     uncount_source(cs);
-    if (cs->flags & F_BOUND) {
-        sz_router_unbind(sz_conn_reactor(c), &cs->sess);
-        sz_jid_free(cs->sess.jid);
-        cs->sess.jid = NULL;
-    }
+    if (cs->flags & F_UNBIND_LATER)
+        forget_unbind(cs);
+    if (cs->flags & F_BOUND)
+        unbind_now(cs); /* also handles what XEP-0198 left unacknowledged */
     if (cs->sm) {
-        /* After unbinding: what the client never acknowledged is treated
-         * as sent to an unavailable resource (XEP-0198 §4). */
         sz_sm_free(cs->sm, undelivered, sz_conn_reactor(c));
         cs->sm = NULL;
     }
@@ -1460,6 +1447,7 @@ const sz_proto_t sz_proto_c2s = {
     .name = "c2s",
     .on_open = c2s_open,
     .on_data = c2s_data,
+    .on_eof = c2s_eof,
     .on_timer = c2s_timer,
     .on_shutdown = c2s_shutdown,
     .on_moved = c2s_moved,
@@ -1478,26 +1466,42 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
     struct c2s *cs = of_sess(s);
     size_t len;
     const char *raw = sz_stanza_raw(st, &len);
+    bool had_sm = cs->sm != NULL;
+    delivering++;
     /* A stream already ending, or a client that does not read (policy-
      * violation once its queue would pass the cap): not delivered. With
      * stream management the sender learns it (XEP-0198 §4); without, the
      * stanza is lost as with any broken TCP connection. */
     if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || sm_full(cs)) {
-        if (cs->sm)
+        if (had_sm)
             undelivered(sz_reactor_self(), st);
         else
             sz_stanza_unref(st);
+        delivering--;
         return;
     }
-    sz_stanza_t *keep = cs->sm ? sz_stanza_ref(st) : NULL;
-    if (cs->tls) {
-        sz_tls_output(cs->tls, raw, len, &tls_io, cs);
-        sz_stanza_unref(st);
+    int ret;
+    if (cs->tls)
+        ret = sz_tls_output(cs->tls, raw, len, &tls_io, cs);
+    else
+        ret = sz_conn_send_ref(cs->c, raw, len, release_stanza, sz_stanza_ref(st)); /* zero copy */
+    if (ret < 0) {
+        /* The bytes could not be queued (a broken TLS state, a connection
+         * going away): the stanza did not reach the client, so it is not
+         * counted for XEP-0198 and the stream ends, since the client can
+         * no longer be told anything reliably. The sender learns it
+         * (RFC 6121 §8.5.3.2.1 treats it like a resource that went away). */
+        SZ_DEBUG("msg=\"delivery failed\" conn=%llu err=%d", (unsigned long long)cs->c->id, ret);
+        cs->stage = ST_CLOSED;
+        sz_conn_close(cs->c, false);
+        end_session(cs);
+        sz_router_undelivered(sz_reactor_self(), st);
+    } else if (cs->sm) {
+        sm_sent(cs, st); /* keeps the reference until acknowledged */
     } else {
-        sz_conn_send_ref(cs->c, raw, len, release_stanza, st); /* zero copy */
+        sz_stanza_unref(st);
     }
-    if (keep)
-        sm_sent(cs, keep);
+    delivering--;
 }
 
 static void sess_kick(sz_session_t *s, const char *cond)
@@ -1506,7 +1510,7 @@ static void sess_kick(sz_session_t *s, const char *cond)
     /* A replaced session was unlinked by the router already: it is no
      * longer bound, and its last presence goes with it. */
     if ((cs->flags & F_BOUND) && !s->user) {
-        cs->flags &= (uint8_t)~F_BOUND;
+        cs->flags &= (uint16_t)~F_BOUND;
         sz_jid_free(s->jid);
         s->jid = NULL;
         s->available = false;

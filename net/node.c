@@ -410,8 +410,10 @@ void sz_node_reload(sz_node_t *node, const sz_conf_t *conf)
     sz_log_set_level(conf->node.log_level);
     __atomic_store_n(&sz_conn_max_output, conf->limits.max_output_bytes, __ATOMIC_RELAXED);
     __atomic_store_n(&sz_admin_timeout_ms, conf->limits.admin_timeout_ms, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < node->n; i++)
-        sz_reactor_ctrl(&node->ctrl, node->ring_fds[i], SZ_CTRL_RELOAD);
+    /* Nothing to tell the reactors: they read every reloadable value
+     * (limits.*, through SZ_CONF_LIMIT) atomically where it is used, so the
+     * new values apply from their next use on. */
+    (void)node;
 }
 
 unsigned sz_node_nreactors(const sz_node_t *node)

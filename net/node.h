@@ -30,7 +30,9 @@ sz_node_t *sz_node_start(const sz_conf_t *conf, char *err, size_t errlen);
 void sz_node_stop(sz_node_t *node);
 
 /** Main thread. Applies the reloadable values of <conf> (log level,
- * limits) and tells each reactor to reload. <conf> may be freed after. */
+ * limits) that live outside the config (the log threshold, the output
+ * cap); the reactors read the other limits from the config at each use.
+ * <conf> may be freed after. */
 void sz_node_reload(sz_node_t *node, const sz_conf_t *conf);
 
 /* ---- read-only views, any thread ---- */

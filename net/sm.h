@@ -58,4 +58,13 @@ uint32_t sz_sm_unacked(const sz_sm_t *sm);
  */
 void sz_sm_free(sz_sm_t *sm, void (*undelivered)(void *ctx, sz_stanza_t *st), void *ctx);
 
+/**
+ * Test hook, owner reactor, while nothing is unacknowledged: sets the
+ * count of stanzas handled from the client to <in_h> and of stanzas sent
+ * and acknowledged to <out_h>, as if that many had passed each way, so a
+ * test can cross 2^32 without sending 2^32 stanzas. Never called by the
+ * server.
+ */
+void sz_sm_test_set_counts(sz_sm_t *sm, uint32_t in_h, uint32_t out_h);
+
 #endif

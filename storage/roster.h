@@ -19,8 +19,9 @@
  * the ordering key: requests about one owner run in submission order, so
  * a roster module may queue put, put, get and see its own writes.
  *
- * Contacts: bare JIDs as NUL-terminated strings, already normalized by the
- * caller (sz_jid_bare() of a parsed JID); storage compares them bytewise.
+ * Contacts: bare JIDs as NUL-terminated strings of 1..SZ_JID_MAX_BYTES
+ * bytes (else -EINVAL), already normalized by the caller (sz_jid_bare() of
+ * a parsed JID); storage compares them bytewise.
  *
  * Versions: each owner has a roster version, a 64-bit counter that starts
  * at 0 (no change ever) and grows by one with every successful put or
@@ -95,8 +96,8 @@ typedef struct sz_store_pending {
     size_t stanza_len;  /* strlen(stanza) */
 } sz_store_pending_t;
 
-/* Pending requests of one owner, oldest first (the time of the last
- * pending_add for each requester; ties by requester JID). */
+/* Pending requests of one owner, in the order of their last pending_add
+ * (a replaced request moves to the end). */
 typedef struct sz_store_pendings {
     size_t n;
     const sz_store_pending_t *items; /* NULL when n is 0 */

@@ -250,7 +250,9 @@ static int bump_ver(struct sz_sqlite_conn *c, sz_store_req_t *q, const char *wha
 static int roster_put(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     const char *what = "roster_put";
+    sqlite3_stmt *s;
     int64_t v;
+    int rc;
     int ret = rrun(c, R_BEGIN_WRITE, NULL, what);
     if (ret < 0)
         return ret;
@@ -275,7 +277,7 @@ static int roster_put(struct sz_sqlite_conn *c, sz_store_req_t *q)
     ret = bump_ver(c, q, what);
     if (ret < 0)
         goto fail;
-    sqlite3_stmt *s = rstmt(c, R_ITEM_PUT, q);
+    s = rstmt(c, R_ITEM_PUT, q);
     if (!s) {
         ret = -EIO;
         goto fail;
@@ -288,7 +290,7 @@ static int roster_put(struct sz_sqlite_conn *c, sz_store_req_t *q)
     /* A zero-length blob, not NULL, for no groups. */
     sqlite3_bind_blob(s, 8, q->u.roster.groups.p, (int)q->u.roster.groups.len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 9, (sqlite3_int64)q->u.roster.ver);
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
         ret = sz_sqlite_fail(c, what, rc);
@@ -330,7 +332,9 @@ fail:
 static int pending_add(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     const char *what = "pending_add";
+    sqlite3_stmt *s;
     int64_t v;
+    int rc;
     int ret = rrun(c, R_BEGIN_WRITE, NULL, what);
     if (ret < 0)
         return ret;
@@ -339,14 +343,14 @@ static int pending_add(struct sz_sqlite_conn *c, sz_store_req_t *q)
         ret = -ENOENT;
     if (ret < 0)
         goto fail;
-    sqlite3_stmt *s = rstmt(c, R_PEND_PUT, q);
+    s = rstmt(c, R_PEND_PUT, q);
     if (!s) {
         ret = -EIO;
         goto fail;
     }
     sqlite3_bind_text(s, 4, q->u.roster.stanza.p, (int)q->u.roster.stanza.len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
-    int rc = sqlite3_step(s);
+    rc = sqlite3_step(s);
     sqlite3_reset(s);
     ret = rc == SQLITE_DONE ? 0 : sz_sqlite_fail(c, what, rc);
     if (ret == 0)

@@ -1088,7 +1088,7 @@ void sz_mod_roster_register(const sz_mod_env_t *env)
     sslot = sz_hooks_sess_slot();
     sz_hooks_iq("query", NS_ROSTER, SZ_IQ_ACCOUNT, on_roster_iq);
     /* RFC 6121 §2.6.1 / XEP-0237: roster versioning is offered. */
-    sz_hooks_stream_feature("<ver xmlns='urn:xmpp:features:rosterver'/>", true);
+    sz_hooks_stream_feature("<ver xmlns='urn:xmpp:features:rosterver'/>", true, NULL);
     sz_hooks_on(SZ_EV_BOUND, on_bound);
     sz_hooks_on(SZ_EV_USER_GONE, on_user_gone);
 }

@@ -298,5 +298,5 @@ void sz_mod_subscription_register(const sz_mod_env_t *env)
     sz_hooks_add(SZ_HOOK_TO_BARE, on_in);
     sz_hooks_add(SZ_HOOK_TO_FULL, on_in);
     /* RFC 6121 §3.4.1: pre-approvals are offered. */
-    sz_hooks_stream_feature("<sub xmlns='urn:xmpp:features:pre-approval'/>", true);
+    sz_hooks_stream_feature("<sub xmlns='urn:xmpp:features:pre-approval'/>", true, NULL);
 }

@@ -2,23 +2,17 @@
  * Tests for storage/roster.c and storage/sqlite_roster.c: roster items and
  * versions, names and groups kept exactly, the item limit, pending
  * subscription requests, the login read, the cascade on account deletion,
- * the upgrade of a schema-1 file in place (also with other processes
- * opening it at the same time), requests from a reactor (callbacks on its
- * thread, per-owner order) and blocking requests from plain threads.
- *
- * Child mode: "test_storage_roster --child-open PATH" opens PATH (which
- * migrates it) and closes it: the other processes of the migration race.
+ * requests from a reactor (callbacks on its thread, per-owner order) and
+ * blocking requests from plain threads. The upgrade of an older file is
+ * in test_sqlite.c.
  */
 #include "storage/roster.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -28,8 +22,6 @@
 #include "core/xq.h"
 #include "storage/store.h"
 #include "sz_test.h"
-
-extern char **environ;
 
 static char tmpdir[256];
 static char dbpath[512];
@@ -663,162 +655,6 @@ SZ_TEST(account_delete_cascades)
     sz_store_close(s);
 }
 
-/* ---- migration from schema 1 -------------------------------------------- */
-
-/* Schema 1 exactly as the build before rosters created it (sqlite.c's
- * migration 1 and its schema_version table). */
-static const char *const schema1 =
-    "PRAGMA journal_mode = WAL;"
-    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL);"
-    "CREATE TABLE accounts ("
-    " domain TEXT NOT NULL,"
-    " localpart TEXT NOT NULL,"
-    " created INTEGER NOT NULL,"
-    " sha1_salt BLOB, sha1_iterations INTEGER, sha1_stored_key BLOB, sha1_server_key BLOB,"
-    " sha256_salt BLOB, sha256_iterations INTEGER, sha256_stored_key BLOB,"
-    " sha256_server_key BLOB,"
-    " sha512_salt BLOB, sha512_iterations INTEGER, sha512_stored_key BLOB,"
-    " sha512_server_key BLOB,"
-    " PRIMARY KEY (domain, localpart)"
-    ");"
-    "INSERT INTO schema_version VALUES (1, 1700000000);";
-
-/* Writes a schema-1 file at <path> with <n> accounts old<i>@old.example,
- * credentials (SHA-256 only) from fake_creds(i + 1). */
-static int make_v1(const char *path, int n)
-{
-    sqlite3 *h = NULL;
-    if (sqlite3_open(path, &h) != SQLITE_OK)
-        return -1;
-    int ok = sqlite3_exec(h, schema1, NULL, NULL, NULL) == SQLITE_OK;
-    sqlite3_stmt *st = NULL;
-    ok = ok && sqlite3_prepare_v2(h,
-                                  "INSERT INTO accounts (domain, localpart, created, sha256_salt,"
-                                  " sha256_iterations, sha256_stored_key, sha256_server_key)"
-                                  " VALUES ('old.example', ?1, 1700000000, ?2, ?3, ?4, ?5)",
-                                  -1, &st, NULL) == SQLITE_OK;
-    for (int i = 0; ok && i < n; i++) {
-        char l[32];
-        snprintf(l, sizeof(l), "old%d", i);
-        sz_scram_creds_t c;
-        fake_creds(&c, (uint8_t)(i + 1));
-        const sz_scram_cred_t *x = &c.h[SZ_HASH_SHA256];
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, l, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(st, 2, x->salt, x->salt_len, SQLITE_TRANSIENT);
-        sqlite3_bind_int(st, 3, (int)x->iterations);
-        sqlite3_bind_blob(st, 4, x->stored_key, x->key_len, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(st, 5, x->server_key, x->key_len, SQLITE_TRANSIENT);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return ok ? 0 : -1;
-}
-
-/* The applied migrations of <path>, as a string "1,2". */
-static void versions_of(const char *path, char *out, size_t cap)
-{
-    sqlite3 *h = NULL;
-    out[0] = '\0';
-    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(h, "SELECT version FROM schema_version ORDER BY version", -1, &st,
-                               NULL) == SQLITE_OK)
-            while (sqlite3_step(st) == SQLITE_ROW) {
-                size_t l = strlen(out);
-                snprintf(out + l, cap - l, "%s%d", l ? "," : "", sqlite3_column_int(st, 0));
-            }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-}
-
-static void on_creds(void *arg, int res, const sz_scram_creds_t *c)
-{
-    sz_scram_creds_t *out = arg;
-    memset(out, 0, sizeof(*out));
-    if (res == 0 && c)
-        *out = *c;
-}
-
-static void on_count(void *arg, int res, uint64_t n)
-{
-    *(int64_t *)arg = res == 0 ? (int64_t)n : res;
-}
-
-static pid_t spawn_open(const char *path)
-{
-    char *argv[] = {(char *)"/proc/self/exe", (char *)"--child-open", (char *)path, NULL};
-    pid_t pid = -1;
-    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0)
-        return -1;
-    return pid;
-}
-
-SZ_TEST(migrate_from_schema1)
-{
-    enum { N = 50 };
-    char p[600], vs[64];
-    snprintf(p, sizeof(p), "%s/v1.db", tmpdir);
-    SZ_CHECK_INT(make_v1(p, N), 0);
-    versions_of(p, vs, sizeof(vs));
-    SZ_CHECK_STR(vs, "1");
-
-    /* Two other processes open (and so migrate) the file at the same time
-     * as this one: exactly one of them applies migration 2. */
-    pid_t p1 = spawn_open(p), p2 = spawn_open(p);
-    sz_store_t *s = open_at(p, 2);
-    SZ_CHECK(s != NULL);
-    int st1 = -1, st2 = -1;
-    if (p1 > 0)
-        waitpid(p1, &st1, 0);
-    if (p2 > 0)
-        waitpid(p2, &st2, 0);
-    SZ_CHECK(WIFEXITED(st1) && WEXITSTATUS(st1) == 0);
-    SZ_CHECK(WIFEXITED(st2) && WEXITSTATUS(st2) == 0);
-    if (!s)
-        return;
-    versions_of(p, vs, sizeof(vs));
-    SZ_CHECK_STR(vs, "1,2");
-
-    /* The accounts survived, credentials intact. */
-    int64_t n = -1;
-    SZ_CHECK_INT(sz_store_account_count(s, "old.example", on_count, &n), 0);
-    SZ_CHECK_INT(n, N);
-    int same = 0;
-    for (int i = 0; i < N; i++) {
-        char j[64];
-        snprintf(j, sizeof(j), "old%d@old.example", i);
-        sz_jid_t *jj = jid(j);
-        sz_scram_creds_t got, want;
-        fake_creds(&want, (uint8_t)(i + 1));
-        sz_store_account_get_creds(s, jj, on_creds, &got);
-        sz_jid_free(jj);
-        same += memcmp(&got.h[SZ_HASH_SHA256], &want.h[SZ_HASH_SHA256], sizeof(want.h[0])) == 0 &&
-                got.h[SZ_HASH_SHA1].key_len == 0;
-    }
-    SZ_CHECK_INT(same, N);
-
-    /* Rosters work on the upgraded file, for old accounts too. */
-    uint64_t v = 0;
-    SZ_CHECK_INT(put_plain(s, "old7@old.example", "new@example.org", 0, &v), 0);
-    SZ_CHECK_INT(v, 1);
-    struct rres r;
-    SZ_CHECK_INT(get(s, "old7@old.example", &r), 0);
-    SZ_CHECK_INT(r.n, 1);
-    SZ_CHECK_INT(delete_account(s, "old7@old.example"), 0);
-    SZ_CHECK_INT(rows_of(p, "roster_items", "old7", "old.example"), 0);
-    sz_store_close(s);
-
-    /* Reopening an up-to-date file applies nothing. */
-    s = open_at(p, 1);
-    SZ_CHECK(s != NULL);
-    sz_store_close(s);
-    versions_of(p, vs, sizeof(vs));
-    SZ_CHECK_STR(vs, "1,2");
-}
-
 /* ---- reactor use -------------------------------------------------------- */
 
 #define RX_OWNERS 8
@@ -1103,11 +939,6 @@ static void rm_rf(const char *dir)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--child-open") == 0) {
-        sz_store_t *s = open_at(argv[2], 1);
-        sz_store_close(s);
-        return s ? 0 : 1;
-    }
     sz_log_set_level(SZ_LOG_WARN);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sz_roster_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -1121,7 +952,6 @@ int main(int argc, char **argv)
     SZ_RUN(max_items);
     SZ_RUN(pending);
     SZ_RUN(account_delete_cascades);
-    SZ_RUN(migrate_from_schema1);
     SZ_RUN(async_from_reactor);
     SZ_RUN(blocking_from_threads);
     rm_rf(tmpdir);

@@ -263,7 +263,7 @@ static int im_main(const char *name, const char *const *users, void (*body)(void
     static const char *const domains[] = {IM_DOMAIN};
     static const bool reg[] = {false};
     sz_router_configure(domains, 1, reg);
-    sz_mod_env_t env = {NULL, im_store};
+    sz_mod_env_t env = {.conf = NULL, .store = im_store};
     sz_mods_register(&env);
     im_body = body;
     pthread_t t;

@@ -208,7 +208,7 @@ SZ_TEST(limit)
 SZ_TEST(stream_features)
 {
     char buf[512];
-    sz_hooks_stream_features(true, buf, sizeof(buf));
+    sz_hooks_stream_features(true, 0, buf, sizeof(buf));
     SZ_CHECK(strstr(buf, "<ver xmlns='urn:xmpp:features:rosterver'/>") != NULL);
     SZ_CHECK(strstr(buf, "<sub xmlns='urn:xmpp:features:pre-approval'/>") != NULL);
 }
