@@ -23,9 +23,7 @@ Per library:
   that arrives, its answer that arrives, a clean disconnect; over STARTTLS
   (the default) and Direct TLS (the option).
 - test_roster: the roster get must be answered with a result carrying
-  <query xmlns='jabber:iq:roster'/>. Rosters are not implemented yet: these
-  are xfail(strict) and raise RosterNotAnswered only, so any other failure
-  still fails.
+  <query xmlns='jabber:iq:roster'/> (core/mod/mod_roster.c).
 - test_sendxmpp: go-sendxmpp sends a message to an online slixmpp.
 
 Known failure, recorded as xfail(strict) with LoginRefused: slixmpp 1.8
@@ -380,18 +378,15 @@ def test_login_message(node, lib, transport):
 
 # ---- roster ------------------------------------------------------------------------
 
-ROSTER_XFAIL = pytest.mark.xfail(strict=True, raises=RosterNotAnswered,
-                                 reason="roster not implemented yet")
 SLIX_ROSTER_XFAIL = pytest.mark.xfail(
-    strict=True, raises=(RosterNotAnswered, LoginRefused),
-    reason="roster not implemented yet; slixmpp's default login is refused (see "
-           "test_login_message)")
+    strict=True, raises=LoginRefused,
+    reason="slixmpp's default login is refused (see test_login_message)")
 
 
 def roster_params():
     out = []
     for lib in LIBS:
-        marks = [SLIX_ROSTER_XFAIL if lib == "slixmpp" else ROSTER_XFAIL]
+        marks = [SLIX_ROSTER_XFAIL] if lib == "slixmpp" else []
         out.append(pytest.param(lib, id=lib, marks=marks))
     return out
 
