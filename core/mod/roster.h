@@ -1,7 +1,7 @@
 /*
- * The roster cache and per-user job queue that mod_roster.c owns and
- * mod_subscription.c and mod_presence.c use (RFC 6121 §2-§4). Internal to
- * core/mod/: nothing outside this folder includes it.
+ * The roster cache and per-user job queue (core/mod/roster.c) that
+ * mod_roster.c, mod_subscription.c and mod_presence.c share (RFC 6121
+ * §2-§4). Internal to core/mod/: nothing outside this folder includes it.
  *
  * Each user that has work or a bound resource has one roster entry on its
  * home reactor: the committed subscription state of every contact (bare
@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/hooks.h"
+#include "core/mod/modules.h"
 #include "storage/roster.h"
 
 /* Subscription state of one contact in the cache (RFC 6121 Appendix A:
@@ -66,6 +67,10 @@ struct sz_roster_job {
 };
 
 /* ---- entries and jobs ----------------------------------------------------- */
+
+/** Main thread, at registration (mod_roster.c): the store, the slots and
+ *  the session events the cache needs. */
+void sz_roster_setup(const sz_mod_env_t *env);
 
 /** The store the modules use (set by sz_mod_roster_register). */
 sz_store_t *sz_roster_store(void);
@@ -151,6 +156,30 @@ int sz_roster_update(sz_roster_t *ro, sz_roster_job_t *job, const char *jid, siz
  */
 void sz_roster_pending_set(sz_roster_t *ro, const char *jid, size_t len, const sz_stanza_t *st);
 void sz_roster_pending_clear(sz_roster_t *ro, const char *jid, size_t len);
+
+/** During the first job after a load: the roster storage just returned
+ *  (names and groups included), else NULL. */
+const sz_store_roster_t *sz_roster_snapshot(const sz_roster_t *ro);
+
+/** From a running job, after a write of contact <jid>/<len> committed at
+ *  version <ver>: the cache takes <bits> (0: forgotten). */
+void sz_roster_commit(sz_roster_t *ro, const char *jid, size_t len, unsigned bits, uint64_t ver);
+
+/* ---- items and pushes (RFC 6121 §2.1.2, §2.1.6) -------------------------------- */
+
+/** The 'subscription' of item bits <bits>. */
+enum sz_store_sub sz_roster_sub(unsigned bits);
+
+/** One <item/> into <xb>; <it> NULL: a removal (subscription='remove'). */
+struct sz_xb;
+void sz_roster_xb_item(struct sz_xb *xb, const char *jid, const sz_store_roster_item_t *it);
+
+/** The same, serialized (caller frees), or NULL. */
+char *sz_roster_item_xml(const char *jid, const sz_store_roster_item_t *it, size_t *len);
+
+/** Pushes serialized <item>/<len> to every interested resource of <ro>'s
+ *  owner, with the current version for those that use versioning. */
+void sz_roster_push(sz_roster_t *ro, const char *item, size_t len);
 
 /* ---- sessions --------------------------------------------------------------- */
 
