@@ -283,7 +283,8 @@ static bool job_set(sz_roster_t *ro, sz_roster_job_t *job, int res)
     if (si.remove) {
         w->bits = 0;
         w->item = sz_roster_item_xml(w->jid, NULL, &w->item_len);
-        ret = sz_store_roster_remove(sz_roster_store(), sz_roster_owner(ro), w->jid, on_set_done, w);
+        ret = sz_store_roster_remove(sz_roster_store(), sz_roster_owner(ro), w->jid, on_set_done,
+                                     w);
     } else {
         /* §2.4: name and groups are replaced as given; the subscription
          * state is the server's. */
@@ -303,7 +304,8 @@ static bool job_set(sz_roster_t *ro, sz_roster_job_t *job, int res)
             .groups = ng ? groups : NULL,
         };
         w->item = sz_roster_item_xml(w->jid, &it, &w->item_len);
-        ret = sz_store_roster_put(sz_roster_store(), sz_roster_owner(ro), &it, sz_roster_max_items(), on_set_done, w);
+        ret = sz_store_roster_put(sz_roster_store(), sz_roster_owner(ro), &it,
+                                  sz_roster_max_items(), on_set_done, w);
     }
     if (ret < 0) {
         sz_free(w->item);

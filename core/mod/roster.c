@@ -144,7 +144,8 @@ struct sz_roster {
 };
 
 static sz_store_t *store;
-static unsigned max_items = SZ_ROSTER_MAX_ITEMS_DEFAULT;
+static const sz_conf_t *conf;
+static unsigned max_items = SZ_ROSTER_MAX_ITEMS_DEFAULT; /* without a configuration (tests) */
 static unsigned uslot, sslot;
 
 /* Entries of offline owners with work in flight. Short-lived and few (a
@@ -159,7 +160,8 @@ sz_store_t *sz_roster_store(void)
 
 unsigned sz_roster_max_items(void)
 {
-    return max_items;
+    /* limits.max_roster_items is reloadable: read at each use. */
+    return conf ? SZ_CONF_LIMIT(conf, max_roster_items) : max_items;
 }
 
 sz_user_t *sz_roster_user(const sz_roster_t *ro)
@@ -647,7 +649,8 @@ static void upd_put(struct upd *u, const sz_store_roster_item_t *old)
     it.ask = (u->bits & SZ_RC_ASK) != 0;
     it.approved = (u->bits & SZ_RC_APPROVED) != 0;
     u->item = sz_roster_item_xml(u->jid, &it, &u->item_len);
-    int ret = sz_store_roster_put(store, ro->owner, &it, old ? 0 : max_items, on_upd_written, u);
+    int ret = sz_store_roster_put(store, ro->owner, &it, old ? 0 : sz_roster_max_items(),
+                                  on_upd_written, u);
     if (ret < 0)
         upd_end(u, ret);
 }
@@ -776,9 +779,7 @@ void sz_roster_commit(sz_roster_t *ro, const char *jid, size_t len, unsigned bit
 void sz_roster_setup(const sz_mod_env_t *env)
 {
     store = env->store;
-    /* limits.max_roster_items is not a configuration key yet: the
-     * default applies until core/conf.c reads it. */
-    max_items = SZ_ROSTER_MAX_ITEMS_DEFAULT;
+    conf = env->conf;
     uslot = sz_hooks_user_slot();
     sslot = sz_hooks_sess_slot();
     sz_hooks_on(SZ_EV_BOUND, on_bound);

@@ -36,7 +36,8 @@
 #define SZ_RC_ITEM     0x20u /* a roster item exists (else only Pending In) */
 #define SZ_RC_ITEM_BITS (SZ_RC_TO | SZ_RC_FROM | SZ_RC_ASK | SZ_RC_APPROVED | SZ_RC_ITEM)
 
-/* Default of the configured roster size (limits.max_roster_items). */
+/* The roster size without a configuration (limits.max_roster_items has
+ * the same default). */
 #define SZ_ROSTER_MAX_ITEMS_DEFAULT 1000
 
 /* Per-session flags (the roster's session slot). */
@@ -75,7 +76,7 @@ void sz_roster_setup(const sz_mod_env_t *env);
 /** The store the modules use (set by sz_mod_roster_register). */
 sz_store_t *sz_roster_store(void);
 
-/** The configured roster size limit (0: none). */
+/** The roster size limit: limits.max_roster_items (0: none). */
 unsigned sz_roster_max_items(void);
 
 /**
@@ -92,8 +93,8 @@ sz_roster_t *sz_roster_find(const sz_user_t *u);
 /** The existing entry of <owner> (bare), online or not, or NULL. */
 sz_roster_t *sz_roster_find_owner(const sz_user_t *u, const sz_jid_t *owner);
 
-/** Main thread, before reactors start (after registration): the roster
- *  size limit, limits.max_roster_items (0: none). */
+/** Main thread, before reactors start: the roster size limit when the
+ *  modules run without a configuration (tests; 0: none). */
 void sz_mod_roster_set_max_items(unsigned n);
 
 /** Whether <ro> is loaded and idle: a job submitted now runs at once. */
