@@ -94,7 +94,10 @@ static void after(sz_roster_t *ro, sz_roster_job_t *job)
  * an inbound one is dropped. */
 static void failed(sz_roster_job_t *job, int res)
 {
-    SZ_WARN("msg=\"subscription state not stored\" err=%d", res);
+    if (res == -ENOSPC)
+        SZ_DEBUG("msg=\"subscription refused: roster full\"");
+    else
+        SZ_WARN("msg=\"subscription state not stored\" err=%d", res);
     if (job->aux & A_OUT)
         sz_router_bounce(job->r, job->st, res == -ENOSPC ? SZ_STANZA_ERR_NOT_ALLOWED
                                                          : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);

@@ -15,6 +15,7 @@
 #ifndef SZ_TESTS_IM_TEST_H
 #define SZ_TESTS_IM_TEST_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -77,7 +78,32 @@ static const sz_session_ops_t fs_ops = {fs_deliver, fs_kick};
 static bool im_quiet(sz_reactor_t *r)
 {
     (void)r;
-    return sz_hooks_pending() == 0 && sz_store_inflight() == 0;
+    return sz_hooks_pending() == 0 && sz_store_inflight() == 0 && sz_router_pending() == 0;
+}
+
+/* The router's account check (as main.c does it): the credentials read. */
+struct im_exists {
+    void (*cb)(void *arg, int res);
+    void *arg;
+};
+
+static void im_exists_done(void *arg, int res, const sz_scram_creds_t *c)
+{
+    struct im_exists *q = arg;
+    (void)c;
+    q->cb(q->arg, res == 0 ? 1 : res == -ENOENT ? 0 : res);
+    free(q);
+}
+
+static int im_exists(void *ctx, const sz_jid_t *jid, void (*cb)(void *arg, int res), void *arg)
+{
+    struct im_exists *q = malloc(sizeof(*q));
+    q->cb = cb;
+    q->arg = arg;
+    int ret = sz_store_account_get_creds(ctx, jid, im_exists_done, q);
+    if (ret < 0)
+        free(q);
+    return ret;
 }
 
 /* Runs the loop until the modules and storage are idle. */
@@ -263,6 +289,7 @@ static int im_main(const char *name, const char *const *users, void (*body)(void
     static const char *const domains[] = {IM_DOMAIN};
     static const bool reg[] = {false};
     sz_router_configure(domains, 1, reg);
+    sz_router_set_exists(im_exists, im_store);
     sz_mod_env_t env = {.conf = NULL, .store = im_store};
     sz_mods_register(&env);
     im_body = body;

@@ -71,6 +71,11 @@ SZ_TEST(only_own_resources)
     fs_send(&b1, "<iq from='" B "/one' to='" A "' type='set' id='x2'><query " NS
                  "><item jid='evil@" IM_DOMAIN "'/></query></iq>");
     CHECK_GOT(&b1, "id=\"x2\"", "type=\"error\"", "<forbidden");
+    /* Also while the roster's owner is offline. */
+    fs_unbind(&a1);
+    fs_send(&b1, "<iq from='" B "/one' to='" A "' type='get' id='x4'><query " NS "/></iq>");
+    CHECK_GOT(&b1, "id=\"x4\"", "type=\"error\"", "<forbidden");
+    fs_bind(&a1, A "/one");
     /* The user's own bare JID as 'to' is the user's roster. */
     fs_send(&a1, "<iq from='" A "/one' to='" A "' type='get' id='x3'><query " NS "/></iq>");
     CHECK_GOT(&a1, "id=\"x3\"", "type=\"result\"", "<query " NS "/>");
