@@ -1308,7 +1308,7 @@ static int tls_handshake(void *ud, sz_tls_t *t)
     return 0;
 }
 
-static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake};
+static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake, NULL};
 
 static void feed_tls(struct c2s *cs, const char *p, size_t n)
 {
