@@ -68,12 +68,17 @@ struct c2s {
     uint8_t stage;
     uint8_t flags;
     uint8_t host;        /* index in conf->hosts */
-    uint8_t failures;    /* SASL failures */
+    uint8_t failures;    /* SASL failures about the credentials */
+    uint8_t soft_failures; /* other SASL failures (negotiation, syntax, abort) */
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
     char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
+    /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
+     * length byte, then the bytes; from the handshake until authenticated,
+     * only with tls.unique_on_tls13. */
+    uint8_t *cb_unique;
 };
 
 #define NS_REGISTER      "jabber:iq:register"
@@ -335,12 +340,19 @@ static unsigned sasl_flags(const struct c2s *cs)
     unsigned f = 0;
     if (cs->flags & F_TLS) {
         f |= SZ_SASL_F_TLS;
-        uint8_t cb[SZ_TLS_CB_MAX_BYTES];
+        uint8_t cb[SZ_TLS_CB_MAX_BYTES > SZ_TLS_CB_UNIQUE_MAX_BYTES ? SZ_TLS_CB_MAX_BYTES
+                                                                    : SZ_TLS_CB_UNIQUE_MAX_BYTES];
         size_t len = sizeof(cb);
         if (sz_tls_cb_exporter(cs->tls, NULL) == 0)
             f |= SZ_SASL_F_CB_EXPORTER;
         if (sz_tls_cb_server_end_point(cs->tls, cb, &len) == 0)
             f |= SZ_SASL_F_CB_ENDPOINT;
+        /* tls-unique: advertised on TLS 1.2 (RFC 5929 §3); on TLS 1.3 only
+         * accepted, and only with tls.unique_on_tls13 (see cs->cb_unique). */
+        if (sz_tls_cb_unique(cs->tls, cb, &len) == 0)
+            f |= SZ_SASL_F_CB_UNIQUE;
+        else if (cs->cb_unique)
+            f |= SZ_SASL_F_CB_UNIQUE | SZ_SASL_F_CB_UNLISTED;
     }
     if (listener(cs)->plain_without_tls)
         f |= SZ_SASL_F_PLAIN_NO_TLS;
@@ -438,7 +450,7 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 
 static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
 
-static void sasl_failure(struct c2s *cs, const char *cond);
+static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error);
 
 /* Frees what a connection's c2s state holds once nothing else uses it. */
 static void free_state(struct c2s *cs)
@@ -449,20 +461,23 @@ static void free_state(struct c2s *cs)
     sz_jid_free(cs->authed);
     sz_free(cs->reg_id);
     sz_sm_free(cs->sm, NULL, NULL);
+    sz_free(cs->cb_unique);
     sz_free(cs);
 }
 
 /* SASL input that arrived while a lookup or a job held the exchange: the
  * client spoke out of turn (RFC 6120 §6.4), which fails the exchange now
- * that it is ours again. Returns true when it did. */
-static bool spoke_out_of_turn(struct c2s *cs)
+ * that it is ours again. <checked>: the password was verified meanwhile
+ * (PLAIN), so the failure counts like a wrong one, and speaking out of turn
+ * buys no extra guesses. Returns true when it did. */
+static bool spoke_out_of_turn(struct c2s *cs, bool checked)
 {
     if (!(cs->flags & F_SPOKE))
         return false;
     cs->flags &= (uint8_t)~F_SPOKE;
     sz_sasl_free(cs->sasl);
     cs->sasl = NULL;
-    sasl_failure(cs, "malformed-request");
+    sasl_failure(cs, "malformed-request", checked, NULL);
     return true;
 }
 
@@ -493,7 +508,7 @@ static void plain_done(void *arg, int res)
     pending--;
     if (cs->flags & F_ORPHAN)
         free_state(cs);
-    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs))
+    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs, true))
         sasl_result(cs, job->r, &job->out);
     memset(&job->creds, 0, sizeof(job->creds));
     sz_free(job);
@@ -510,7 +525,7 @@ static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
     }
     if (!cs->sasl || cs->stage == ST_CLOSED)
         return; /* the exchange ended meanwhile: a late answer is dropped */
-    if (spoke_out_of_turn(cs))
+    if (spoke_out_of_turn(cs, false))
         return;
     enum sz_sasl_creds_status status = res == 0         ? SZ_SASL_CREDS_FOUND
                                        : res == -ENOENT ? SZ_SASL_CREDS_NOT_FOUND
@@ -565,16 +580,28 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     }
 }
 
-/* Writes <failure><cond/></failure> and counts it: RFC 6120 §6.4.5 allows
- * a reasonable number of retries, then a stream error. Every failure
- * counts, also those decided here rather than by the exchange. */
-static void sasl_failure(struct c2s *cs, const char *cond)
+/* Writes <failure><cond/></failure>, with <scram_error> (a SCRAM
+ * server-error message, "e=...", trusted and short; see sz_sasl_out_t) as
+ * its <text/>, and counts it. RFC 6120 §6.4.5 allows a configurable number
+ * of retries, then a stream error. Only failures about the credentials
+ * (<counts>) use up SZ_C2S_MAX_AUTH_FAILURES. The rest (a mechanism or
+ * channel-binding type the client may change, encoding, syntax, abort)
+ * reveal nothing about the password: a client walking down its list of
+ * mechanisms must not be cut off by them, but may not loop forever either
+ * (SZ_C2S_MAX_SOFT_FAILURES). */
+static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error)
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/></failure>", cond);
+    char buf[320];
+    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/>%s%s%s</failure>", cond,
+                     scram_error ? "<text xml:lang='en'>" : "", scram_error ? scram_error : "",
+                     scram_error ? "</text>" : "");
     c2s_write(cs, buf, (size_t)n);
-    if (++cs->failures >= SZ_C2S_MAX_AUTH_FAILURES)
+    if (counts) {
+        if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES))
+            stream_error(cs, "policy-violation");
+    } else if (sz_sasl_count_failure(&cs->soft_failures, SZ_C2S_MAX_SOFT_FAILURES)) {
         stream_error(cs, "policy-violation");
+    }
 }
 
 static void send_b64_element(struct c2s *cs, const char *name, const uint8_t *data, size_t len)
@@ -610,6 +637,8 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         send_b64_element(cs, "success", out->data, out->len);
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
+        sz_free(cs->cb_unique); /* channel binding is for SASL only */
+        cs->cb_unique = NULL;
         cs->authed = j;
         cs->flags |= F_AUTHED;
         uncount_source(cs);
@@ -630,11 +659,18 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
             sz_conn_move(cs->c, home);
         return;
     }
-    case SZ_SASL_FAILURE:
+    case SZ_SASL_FAILURE: {
+        /* <out> points into the exchange: take what is needed first. */
+        bool counts = out->counts;
+        const char *e = out->scram_error; /* static */
+        SZ_DEBUG("msg=\"sasl failure\" conn=%llu condition=%s detail=\"%s\"",
+                 (unsigned long long)cs->c->id, sz_sasl_err_name(out->err),
+                 out->text ? out->text : "");
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
-        sasl_failure(cs, sz_sasl_err_name(out->err));
+        sasl_failure(cs, sz_sasl_err_name(out->err), counts, e);
         return;
+    }
     }
 }
 
@@ -662,7 +698,7 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
         }
         if (listener(cs)->kind == SZ_LISTEN_C2S && listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
             !(cs->flags & F_TLS)) {
-            sasl_failure(cs, "encryption-required");
+            sasl_failure(cs, "encryption-required", false, NULL);
             goto done;
         }
         size_t ml = 0;
@@ -674,12 +710,12 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
             if (irlen < 0) {
                 sz_free(ir);
-                sasl_failure(cs, "incorrect-encoding");
+                sasl_failure(cs, "incorrect-encoding", false, NULL);
                 goto done;
             }
         }
-        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64];
-        size_t cb_ep_len = sizeof(cb_ep);
+        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64], cb_un[SZ_TLS_CB_UNIQUE_MAX_BYTES];
+        size_t cb_ep_len = sizeof(cb_ep), cb_un_len = sizeof(cb_un);
         unsigned f = sasl_flags(cs);
         sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
                             .domain_len = strlen(conf->hosts[cs->host].domain),
@@ -698,6 +734,15 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             sz_tls_cb_server_end_point(cs->tls, cb_ep, &cb_ep_len) == 0) {
             o.cb_endpoint = cb_ep;
             o.cb_endpoint_len = cb_ep_len;
+        }
+        if (plus && (f & SZ_SASL_F_CB_UNIQUE)) {
+            if (cs->cb_unique) {
+                o.cb_unique = cs->cb_unique + 1;
+                o.cb_unique_len = cs->cb_unique[0];
+            } else if (sz_tls_cb_unique(cs->tls, cb_un, &cb_un_len) == 0) {
+                o.cb_unique = cb_un;
+                o.cb_unique_len = cb_un_len;
+            }
         }
         cs->sasl = sz_sasl_new(&o);
         r = sz_sasl_start(cs->sasl, mech ? mech : "", mech ? ml : 0, tl ? ir : NULL,
@@ -1308,7 +1353,20 @@ static int tls_handshake(void *ud, sz_tls_t *t)
     return 0;
 }
 
-static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake, NULL};
+/* The TLS 1.3 Finished that OpenSSL-based clients send as tls-unique
+ * (slixmpp's default SCRAM-SHA-*-PLUS does): kept only when
+ * tls.unique_on_tls13 says so, and only until SASL ends. */
+static void tls_finished(void *ud, const uint8_t *p, size_t n)
+{
+    struct c2s *cs = ud;
+    if (!conf->tls.unique_on_tls13 || n == 0 || n > UINT8_MAX || cs->cb_unique)
+        return;
+    cs->cb_unique = sz_malloc(n + 1);
+    cs->cb_unique[0] = (uint8_t)n;
+    memcpy(cs->cb_unique + 1, p, n);
+}
+
+static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake, tls_finished};
 
 static void feed_tls(struct c2s *cs, const char *p, size_t n)
 {
