@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -73,6 +74,7 @@ struct c2s {
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
+    uint32_t opened;     /* reactor clock (ms, low 32 bits) at connect: the pre-auth deadlines */
     char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
     /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
@@ -90,9 +92,17 @@ static sz_tls_ctx_t *tls_ctx;
 
 /* Node-wide per-source counters, indexed by a hash of the peer address.
  * Fixed size and lock-free: addresses that collide share a budget, which
- * only ever makes a limit stricter. */
+ * only ever makes a limit stricter. RFC 6120 sets no such limits; they are
+ * policy, shaped for carrier-grade NAT (thousands of users behind one
+ * address): abuse is bounded by a rate (src_tat) and by deadlines
+ * (limits.handshake_timeout_ms, limits.preauth_timeout_ms), and the
+ * concurrent count (unauth_by_src) is only a high backstop. */
 #define SRC_SLOTS 65536u
 static uint32_t unauth_by_src[SRC_SLOTS];
+/* Token bucket per source as a generic cell rate algorithm: the
+ * theoretical arrival time (µs, monotonic) of the next token, one word
+ * updated by compare-and-swap. */
+static uint64_t src_tat[SRC_SLOTS];
 /* XEP-0077 registrations per source and hour: (hour << 32 | count). */
 static uint64_t reg_by_src[SRC_SLOTS];
 static __thread unsigned pending; /* lookups in flight on this reactor */
@@ -114,6 +124,30 @@ void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct s
     else
         memset(&accounts, 0, sizeof(accounts));
     sz_c2s_set_tls(t);
+}
+
+/* Takes one token from the bucket of source slot <slot> (a new connection
+ * or a failed login): limits.source_rate_per_sec tokens a second, at most
+ * limits.source_burst at once. False when the bucket is empty. */
+static bool source_take(uint32_t slot)
+{
+    uint32_t rate = SZ_CONF_LIMIT(conf, source_rate_per_sec);
+    if (rate == 0)
+        return true;
+    uint64_t step = 1000000u / rate ? 1000000u / rate : 1; /* µs per token */
+    uint64_t tau = (uint64_t)(SZ_CONF_LIMIT(conf, source_burst) - 1) * step;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    uint64_t old = __atomic_load_n(&src_tat[slot], __ATOMIC_RELAXED), next;
+    do {
+        uint64_t tat = old > now ? old : now;
+        if (tat - now > tau)
+            return false;
+        next = tat + step;
+    } while (!__atomic_compare_exchange_n(&src_tat[slot], &old, next, false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return true;
 }
 
 /* The connection stops counting as unauthenticated (authenticated or
@@ -283,6 +317,32 @@ static void idle_check(struct c2s *cs)
     sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(conf, ping_timeout_ms));
 }
 
+/* ---- pre-auth deadlines --------------------------------------------------- */
+
+/* Two deadlines run from connect (cs->opened) until a resource is bound:
+ * limits.preauth_timeout_ms for the whole, and the shorter
+ * limits.handshake_timeout_ms for each stretch where the client has yet to
+ * show it speaks XMPP: from connect, and again from <proceed/>, until the
+ * next stream header is answered (the TLS handshake included). So a
+ * connection that sends nothing, or stalls in TLS, is gone after seconds,
+ * while a real client keeps the full time for SASL and binding. */
+static uint32_t preauth_left(const struct c2s *cs)
+{
+    uint32_t total = SZ_CONF_LIMIT(conf, preauth_timeout_ms), spent = clock32() - cs->opened;
+    return spent < total ? total - spent : 1;
+}
+
+static void arm_preauth(struct c2s *cs)
+{
+    sz_conn_set_timer(cs->c, preauth_left(cs));
+}
+
+static void arm_handshake(struct c2s *cs)
+{
+    uint32_t left = preauth_left(cs), hs = SZ_CONF_LIMIT(conf, handshake_timeout_ms);
+    sz_conn_set_timer(cs->c, hs < left ? hs : left);
+}
+
 /* Room for our stream header: the fixed text and id (under 256 bytes) and
  * the served domain, a domainpart of at most 1023 bytes (RFC 7622 §3.2,
  * checked when the config is read). */
@@ -442,6 +502,9 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
         return 1;
     }
     cs->stage = ST_OPEN;
+    /* The client speaks XMPP: the rest of the pre-auth time is its own. */
+    if (!(cs->flags & F_BOUND))
+        arm_preauth(cs);
     send_header_and_features(cs);
     return 0;
 }
@@ -584,10 +647,12 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
  * server-error message, "e=...", trusted and short; see sz_sasl_out_t) as
  * its <text/>, and counts it. RFC 6120 §6.4.5 allows a configurable number
  * of retries, then a stream error. Only failures about the credentials
- * (<counts>) use up SZ_C2S_MAX_AUTH_FAILURES. The rest (a mechanism or
- * channel-binding type the client may change, encoding, syntax, abort)
- * reveal nothing about the password: a client walking down its list of
- * mechanisms must not be cut off by them, but may not loop forever either
+ * (<counts>) use up SZ_C2S_MAX_AUTH_FAILURES, and each also takes a token
+ * from the source's rate budget, so password guessing is bounded per
+ * stream and per address. The rest (a mechanism or channel-binding type
+ * the client may change, encoding, syntax, abort) reveal nothing about the
+ * password: a client walking down its list of mechanisms must not be cut
+ * off by them, but may not loop forever either
  * (SZ_C2S_MAX_SOFT_FAILURES). */
 static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error)
 {
@@ -597,8 +662,12 @@ static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const ch
                      scram_error ? "</text>" : "");
     c2s_write(cs, buf, (size_t)n);
     if (counts) {
-        if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES))
+        if (cs->src_hash && !source_take(cs->src_hash - 1)) {
+            SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, source_rate_limited, 1);
             stream_error(cs, "policy-violation");
+        } else if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES)) {
+            stream_error(cs, "policy-violation");
+        }
     } else if (sz_sasl_count_failure(&cs->soft_failures, SZ_C2S_MAX_SOFT_FAILURES)) {
         stream_error(cs, "policy-violation");
     }
@@ -1227,6 +1296,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         c2s_writes(cs, "<proceed xmlns='" NS_TLS "'/>");
         cs->tls = sz_tls_new(__atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE), SZ_TLS_STARTTLS);
         cs->stage = ST_TLS;
+        arm_handshake(cs);
         return 1; /* the rest of this chunk is TLS */
     }
     if (!(cs->flags & F_AUTHED)) {
@@ -1399,7 +1469,8 @@ static void c2s_open(sz_conn_t *c)
         lim.max_stanza_bytes = SZ_CONF_LIMIT(conf, max_stanza_bytes);
     sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
     sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
-    sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
+    cs->opened = clock32();
+    arm_handshake(cs);
     if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
         sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
         if (!ctx) {
@@ -1453,7 +1524,7 @@ static void c2s_moved(sz_conn_t *c)
     struct c2s *cs = c->pstate;
     cs->c = c;
     if (!(cs->flags & F_BOUND))
-        sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
+        arm_preauth(cs); /* the same deadline, counted from connect */
 }
 
 static void c2s_close(sz_conn_t *c)
@@ -1502,10 +1573,19 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
     cs->src_hash = slot + 1;
     if (cs->flags & F_AUTHED || cs->stage == ST_CLOSED)
         return;
+    /* The rate first: a source past its burst is refused whatever it holds. */
+    if (!source_take(slot)) {
+        SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_rate_limited, 1);
+        SZ_DEBUG("msg=\"source over its connection rate\" conn=%llu", (unsigned long long)c->id);
+        stream_error(cs, "policy-violation");
+        return;
+    }
     cs->src = slot + 1;
     uint32_t n = __atomic_add_fetch(&unauth_by_src[slot], 1, __ATOMIC_RELAXED);
     if (n > SZ_CONF_LIMIT(conf, max_unauth_per_source)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
+        SZ_DEBUG("msg=\"source over its unauthenticated connections\" conn=%llu",
+                 (unsigned long long)c->id);
         stream_error(cs, "policy-violation");
     }
 }
