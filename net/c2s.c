@@ -664,6 +664,8 @@ static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const ch
     if (counts) {
         if (cs->src_hash && !source_take(cs->src_hash - 1)) {
             SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, source_rate_limited, 1);
+            SZ_DEBUG("msg=\"source over its rate after a failed login\" conn=%llu",
+                     (unsigned long long)cs->c->id);
             stream_error(cs, "policy-violation");
         } else if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES)) {
             stream_error(cs, "policy-violation");
@@ -1502,6 +1504,12 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
 static void c2s_timer(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
+    /* Before authentication, these two stages are the ones arm_handshake()
+     * covers: no stream header answered yet, or TLS still running. */
+    if (!(cs->flags & F_AUTHED) && (cs->stage == ST_HEADER || cs->stage == ST_TLS)) {
+        SZ_STAT_ADD(&sz_conn_reactor(c)->stats, handshake_timeouts, 1);
+        SZ_DEBUG("msg=\"no stream header in time\" conn=%llu", (unsigned long long)c->id);
+    }
     if ((cs->flags & F_BOUND) && cs->stage != ST_CLOSED)
         idle_check(cs);
     else if (cs->tls && !(cs->flags & F_TLS))

@@ -435,11 +435,14 @@ def test_handshake_deadline(node):
             while data:
                 data = s.recv(4096)
         assert time.monotonic() - t0 < 4
+        m = n.metrics()
+        assert msum(m, "stanzad_handshake_timeouts_total") == 3
         # The one that spoke is still open past that, until the pre-auth
         # deadline.
         time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
         assert spoke.stream_error(timeout=10) == "connection-timeout"
         assert 4 < time.monotonic() - t0 < 10
+        assert msum(n.metrics(), "stanzad_handshake_timeouts_total") == 3
     finally:
         for s in (silent, direct):
             s.close()
