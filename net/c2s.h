@@ -57,7 +57,12 @@ void sz_c2s_release(void);
 
 /** Stanza size limit before authentication. */
 #define SZ_C2S_PREAUTH_STANZA_BYTES 16384
-/** SASL failures allowed per connection before policy-violation. */
+/** SASL failures about the credentials (a wrong password or proof)
+ *  allowed per connection before policy-violation (RFC 6120 §6.4.5). */
 #define SZ_C2S_MAX_AUTH_FAILURES 3
+/** Other SASL failures (mechanism or channel-binding negotiation, bad
+ *  encoding or syntax, abort) allowed per connection before
+ *  policy-violation: enough to walk down any client's mechanism list. */
+#define SZ_C2S_MAX_SOFT_FAILURES 16
 
 #endif
