@@ -25,9 +25,9 @@
 
 /* Limits of one item in a roster set (RFC 6121 §2.3.3: "a server-
  * configured limit" for names and groups; not-acceptable past them). */
-#define NAME_MAX_BYTES   1024
-#define GROUP_MAX_BYTES  1024
-#define GROUPS_MAX       64
+#define NAME_MAX_BYTES  1024
+#define GROUP_MAX_BYTES 1024
+#define GROUPS_MAX      64
 
 /* ---- roster get (RFC 6121 §2.1.3, §2.6) -------------------------------------------------- */
 
@@ -203,9 +203,9 @@ static void on_set_written(sz_roster_t *ro, sz_roster_job_t *job, int res, const
         return;
     }
     if (res < 0) {
-        sz_router_bounce(job->r, job->st, res == -ENOENT && job->aux
-                                              ? SZ_STANZA_ERR_ITEM_NOT_FOUND
-                                              : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
+        sz_router_bounce(job->r, job->st,
+                         res == -ENOENT && job->aux ? SZ_STANZA_ERR_ITEM_NOT_FOUND
+                                                    : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
         return;
     }
     /* §2.3.2: the result to the sender, then the push to every
@@ -283,8 +283,8 @@ static bool job_set(sz_roster_t *ro, sz_roster_job_t *job, int res)
     if (si.remove) {
         w->bits = 0;
         w->item = sz_roster_item_xml(w->jid, NULL, &w->item_len);
-        ret = sz_store_roster_remove(sz_roster_store(), sz_roster_owner(ro), w->jid, on_set_done,
-                                     w);
+        ret =
+            sz_store_roster_remove(sz_roster_store(), sz_roster_owner(ro), w->jid, on_set_done, w);
     } else {
         /* §2.4: name and groups are replaced as given; the subscription
          * state is the server's. */

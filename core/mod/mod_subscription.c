@@ -25,10 +25,10 @@ enum sub_type { T_SUBSCRIBE = 1, T_SUBSCRIBED, T_UNSUBSCRIBE, T_UNSUBSCRIBED };
 
 /* What a job does once its change (if any) is committed; job->aux holds
  * the type in its low byte and these above it. */
-#define A_ROUTE      0x100u /* route the stanza (outbound) */
-#define A_DELIVER    0x200u /* deliver it to the available resources (inbound) */
-#define A_CURRENT    0x400u /* send the user's current presence to the contact (§3.1.5) */
-#define A_UNAVAIL    0x800u /* send unavailable from each resource to the contact (§3.2.2) */
+#define A_ROUTE      0x100u  /* route the stanza (outbound) */
+#define A_DELIVER    0x200u  /* deliver it to the available resources (inbound) */
+#define A_CURRENT    0x400u  /* send the user's current presence to the contact (§3.1.5) */
+#define A_UNAVAIL    0x800u  /* send unavailable from each resource to the contact (§3.2.2) */
 #define A_REPLY_SUBD 0x1000u /* answer 'subscribed' on the user's behalf (§3.1.3) */
 #define A_CLEAR_PEND 0x2000u /* forget the contact's pending request */
 #define A_OUT        0x4000u /* outbound: the contact is the 'to' (else the 'from') */
@@ -99,8 +99,9 @@ static void failed(sz_roster_job_t *job, int res)
     else
         SZ_WARN("msg=\"subscription state not stored\" err=%d", res);
     if (job->aux & A_OUT)
-        sz_router_bounce(job->r, job->st, res == -ENOSPC ? SZ_STANZA_ERR_NOT_ALLOWED
-                                                         : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
+        sz_router_bounce(job->r, job->st,
+                         res == -ENOSPC ? SZ_STANZA_ERR_NOT_ALLOWED
+                                        : SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
 }
 
 static void on_updated(sz_roster_t *ro, sz_roster_job_t *job, int res)

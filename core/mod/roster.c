@@ -130,17 +130,17 @@ static void rc_set(struct rc **cp, const char *s, size_t len, unsigned bits)
 enum { RO_EMPTY = 0, RO_LOADING, RO_READY };
 
 struct sz_roster {
-    sz_roster_t *dnext;             /* detached list (offline owner) */
-    sz_user_t *user;                /* NULL while the owner is offline */
-    sz_jid_t *owner;                /* bare */
-    struct rc *rc;                  /* NULL until loaded */
-    const sz_store_roster_t *snap;  /* the just-loaded roster, during the first job only */
+    sz_roster_t *dnext;            /* detached list (offline owner) */
+    sz_user_t *user;               /* NULL while the owner is offline */
+    sz_jid_t *owner;               /* bare */
+    struct rc *rc;                 /* NULL until loaded */
+    const sz_store_roster_t *snap; /* the just-loaded roster, during the first job only */
     sz_roster_job_t *head, *tail;
-    sz_roster_job_t *running;       /* job inside its fn */
+    sz_roster_job_t *running; /* job inside its fn */
     uint64_t ver;
     uint8_t state;
-    bool busy;                      /* a job is under way */
-    bool kicking;                   /* kick() is on the stack */
+    bool busy;    /* a job is under way */
+    bool kicking; /* kick() is on the stack */
 };
 
 static sz_store_t *store;
@@ -608,7 +608,7 @@ struct upd {
     sz_roster_t *ro;
     sz_roster_job_t *job;
     sz_roster_upd_fn cb;
-    char *item;      /* serialized item of the push */
+    char *item; /* serialized item of the push */
     size_t item_len;
     unsigned bits;
     uint16_t len;

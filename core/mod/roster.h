@@ -28,12 +28,12 @@
 
 /* Subscription state of one contact in the cache (RFC 6121 Appendix A:
  * the four states plus "Pending Out"/"Pending In", and §3.4 pre-approval). */
-#define SZ_RC_TO       0x01u /* the user sees the contact's presence */
-#define SZ_RC_FROM     0x02u /* the contact sees the user's presence */
-#define SZ_RC_ASK      0x04u /* Pending Out: ask='subscribe' */
-#define SZ_RC_APPROVED 0x08u /* pre-approved (approved='true') */
-#define SZ_RC_PEND_IN  0x10u /* Pending In: an unanswered request is stored */
-#define SZ_RC_ITEM     0x20u /* a roster item exists (else only Pending In) */
+#define SZ_RC_TO        0x01u /* the user sees the contact's presence */
+#define SZ_RC_FROM      0x02u /* the contact sees the user's presence */
+#define SZ_RC_ASK       0x04u /* Pending Out: ask='subscribe' */
+#define SZ_RC_APPROVED  0x08u /* pre-approved (approved='true') */
+#define SZ_RC_PEND_IN   0x10u /* Pending In: an unanswered request is stored */
+#define SZ_RC_ITEM      0x20u /* a roster item exists (else only Pending In) */
 #define SZ_RC_ITEM_BITS (SZ_RC_TO | SZ_RC_FROM | SZ_RC_ASK | SZ_RC_APPROVED | SZ_RC_ITEM)
 
 /* The roster size without a configuration (limits.max_roster_items has
@@ -61,10 +61,10 @@ struct sz_roster_job {
     sz_roster_job_t *next;
     sz_roster_job_fn fn;
     sz_reactor_t *r;
-    sz_stanza_t *st;   /* the held stanza (one reference), or NULL */
-    void *data;        /* the job's own heap block (sz_free'd with the job), or NULL */
-    uint32_t aux;      /* the job's own small value */
-    bool finished;     /* private */
+    sz_stanza_t *st; /* the held stanza (one reference), or NULL */
+    void *data;      /* the job's own heap block (sz_free'd with the job), or NULL */
+    uint32_t aux;    /* the job's own small value */
+    bool finished;   /* private */
 };
 
 /* ---- entries and jobs ----------------------------------------------------- */

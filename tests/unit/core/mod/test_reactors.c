@@ -28,8 +28,8 @@
 #include "storage/store.h"
 #include "sz_test.h"
 
-#define DOM "example.org"
-#define NR  2
+#define DOM    "example.org"
+#define NR     2
 #define FS_MAX 64
 
 typedef struct fs {
@@ -123,8 +123,14 @@ static void *run(void *arg)
 {
     struct rx *x = arg;
     unsigned id = (unsigned)(x - rx);
-    sz_reactor_opts_t o = {.id = id, .n = NR, .direct_slots = 16, .recv_buffers = 16,
-                           .recv_buffer_bytes = 1024, .xq = xq, .ring_fds = ring_fds, .cpu = -1};
+    sz_reactor_opts_t o = {.id = id,
+                           .n = NR,
+                           .direct_slots = 16,
+                           .recv_buffers = 16,
+                           .recv_buffer_bytes = 1024,
+                           .xq = xq,
+                           .ring_fds = ring_fds,
+                           .cpu = -1};
     x->init = sz_reactor_init(&x->r, &o);
     pthread_mutex_lock(&mu);
     started++;

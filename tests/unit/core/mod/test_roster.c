@@ -46,8 +46,8 @@ SZ_TEST(set_errors)
                  "'/></query></iq>");
     CHECK_GOT(&a1, "id=\"s5\"", "type=\"error\"", "<not-allowed");
     /* §2.5.3: removing an item that is not there: item-not-found. */
-    fs_send(&a1, "<iq from='" A "/one' type='set' id='s6'><query " NS "><item jid='nobody@"
-                 IM_DOMAIN "' subscription='remove'/></query></iq>");
+    fs_send(&a1, "<iq from='" A "/one' type='set' id='s6'><query " NS
+                 "><item jid='nobody@" IM_DOMAIN "' subscription='remove'/></query></iq>");
     CHECK_GOT(&a1, "id=\"s6\"", "type=\"error\"", "<item-not-found");
     /* A malformed JID. */
     fs_send(&a1, "<iq from='" A "/one' type='set' id='s7'><query " NS "><item jid='@bad'/>"
@@ -93,8 +93,8 @@ SZ_TEST(set_get_push_versioning)
     fs_clear(&a1);
     /* §2.3: add, with a UTF-8 name and groups kept exactly; a
      * subscription value other than "remove" is ignored (§2.1.5). */
-    fs_send(&a1, "<iq from='" A "/one' type='set' id='s1'><query " NS "><item jid='carol@"
-                 IM_DOMAIN "' name='Carol \xc3\xa9\xe2\x82\xac' subscription='both'>"
+    fs_send(&a1, "<iq from='" A "/one' type='set' id='s1'><query " NS "><item jid='carol@" IM_DOMAIN
+                 "' name='Carol \xc3\xa9\xe2\x82\xac' subscription='both'>"
                  "<group>Friends</group><group>\xe5\x8f\x8b</group></item></query></iq>");
     int res = fs_find(&a1, "id=\"s1\"", "type=\"result\"");
     int push = fs_find(&a1, "type=\"set\"", "jid=\"carol@" IM_DOMAIN "\"", "ver=\"1\"",
@@ -109,8 +109,8 @@ SZ_TEST(set_get_push_versioning)
     CHECK_NOT(&a2, "jabber:iq:roster");
     /* Update (§2.4): name and groups replaced as given. */
     fs_clear(&a1);
-    fs_send(&a1, "<iq from='" A "/one' type='set' id='s2'><query " NS "><item jid='carol@"
-                 IM_DOMAIN "'><group>Work</group></item></query></iq>");
+    fs_send(&a1, "<iq from='" A "/one' type='set' id='s2'><query " NS "><item jid='carol@" IM_DOMAIN
+                 "'><group>Work</group></item></query></iq>");
     CHECK_GOT(&a1, "id=\"s2\"", "type=\"result\"");
     CHECK_GOT(&a1, "type=\"set\"", "ver=\"2\"", "<group>Work</group>");
     CHECK_NOT(&a1, "name=\"Carol");
@@ -131,15 +131,15 @@ SZ_TEST(set_get_push_versioning)
     /* Both are interested now; a2 gets pushes without 'ver'. */
     fs_clear(&a1);
     fs_clear(&a2);
-    fs_send(&a1, "<iq from='" A "/one' type='set' id='s3'><query " NS "><item jid='dave@"
-                 IM_DOMAIN "'/></query></iq>");
+    fs_send(&a1, "<iq from='" A "/one' type='set' id='s3'><query " NS "><item jid='dave@" IM_DOMAIN
+                 "'/></query></iq>");
     CHECK_GOT(&a1, "type=\"set\"", "jid=\"dave@" IM_DOMAIN "\"", "ver=\"3\"");
     CHECK_GOT(&a2, "type=\"set\"", "jid=\"dave@" IM_DOMAIN "\"");
     CHECK_NOT(&a2, "ver=");
     /* Remove (§2.5): result, push with subscription='remove'. */
     fs_clear(&a1);
-    fs_send(&a1, "<iq from='" A "/one' type='set' id='s4'><query " NS "><item jid='dave@"
-                 IM_DOMAIN "' subscription='remove'/></query></iq>");
+    fs_send(&a1, "<iq from='" A "/one' type='set' id='s4'><query " NS "><item jid='dave@" IM_DOMAIN
+                 "' subscription='remove'/></query></iq>");
     CHECK_GOT(&a1, "id=\"s4\"", "type=\"result\"");
     CHECK_GOT(&a1, "type=\"set\"", "jid=\"dave@" IM_DOMAIN "\"", "subscription=\"remove\"",
               "ver=\"4\"");
@@ -225,9 +225,11 @@ SZ_TEST(cache_memory)
 {
     fs_bind(&a1, C "/m");
     for (int i = 0; i < 20; i++)
-        fs_send(&a1, "<iq from='" C "/m' type='set' id='m%d'><query " NS "><item "
-                     "jid='contact%02d@" IM_DOMAIN "' name='Contact %d'><group>G</group></item>"
-                     "</query></iq>", i, i, i);
+        fs_send(&a1,
+                "<iq from='" C "/m' type='set' id='m%d'><query " NS "><item "
+                "jid='contact%02d@" IM_DOMAIN "' name='Contact %d'><group>G</group></item>"
+                "</query></iq>",
+                i, i, i);
     fs_unbind(&a1);
     fs_bind(&a1, C "/m");
     fs_send(&a1, "<iq from='" C "/m' type='get' id='v'><query " NS " ver='20'/></iq>");
