@@ -77,12 +77,6 @@ static int offload(void *ctx, void (*fn)(void *arg), sz_c2s_done_cb cb, void *ar
     return sz_store_call(ctx, fn, cb, arg);
 }
 
-static int account_create(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
-                          sz_c2s_done_cb cb, void *arg)
-{
-    return sz_store_account_create(ctx, jid, creds, cb, arg);
-}
-
 /* TLS context from the hosts' certificates; NULL (and no error) when no
  * host has one. Returns -1 after printing the error. */
 static int load_tls(const sz_conf_t *conf, sz_tls_ctx_t **out)
@@ -169,10 +163,10 @@ static int run(const char *path)
         return 1;
     }
     sz_store_register_handlers();
-    sz_c2s_accounts_t acc = {creds_lookup, account_create, offload, store};
+    sz_c2s_accounts_t acc = {creds_lookup, offload, store};
     sz_c2s_configure(conf, &acc, tls);
     sz_router_set_exists(account_exists, store);
-    sz_mod_env_t mods = {conf, store};
+    sz_mod_env_t mods = {conf, store, sz_scram_derive_all};
     sz_mods_register(&mods);
     sz_tls_ctx_unref(tls); /* c2s holds its own reference */
     sz_node_t *node = sz_node_start(conf, err, sizeof(err));

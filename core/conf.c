@@ -117,8 +117,14 @@ static const struct row conf_rows[] = {
      C(limits.max_output_bytes), NULL, NULL},
     {"limits.admin_timeout_ms", T_U32, F_RELOAD, 100, 600000, 10000, NULL,
      C(limits.admin_timeout_ms), NULL, NULL},
-    {"limits.max_unauth_per_source", T_U32, F_RELOAD, 1, 1000000, 32, NULL,
+    {"limits.max_unauth_per_source", T_U32, F_RELOAD, 1, 1000000, 2000, NULL,
      C(limits.max_unauth_per_source), NULL, NULL},
+    {"limits.source_rate_per_sec", T_U32, F_RELOAD, 0, 1000000, 100, NULL,
+     C(limits.source_rate_per_sec), NULL, NULL},
+    {"limits.source_burst", T_U32, F_RELOAD, 1, 1000000, 1000, NULL, C(limits.source_burst), NULL,
+     NULL},
+    {"limits.handshake_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 10000, NULL,
+     C(limits.handshake_timeout_ms), NULL, NULL},
     {"limits.register_per_source_per_hour", T_U32, F_RELOAD, 0, 1000000, 5, NULL,
      C(limits.register_per_source_per_hour), NULL, NULL},
     {"limits.preauth_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,
@@ -133,6 +139,7 @@ static const struct row conf_rows[] = {
      C(limits.ping_timeout_ms), NULL, NULL},
     {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
      C(limits.scram_iterations), NULL, NULL},
+    {"tls.unique_on_tls13", T_BOOL, 0, 0, 0, 1, NULL, C(tls.unique_on_tls13), NULL, NULL},
 };
 #undef C
 
@@ -427,7 +434,7 @@ static int find_row(const struct row *rows, size_t n, const char *prefix, const 
     return -1;
 }
 
-/* node, storage, limits: the current event is the section's value. */
+/* node, storage, limits, tls: the current event is the section's value. */
 static int parse_section(struct ctx *x, const char *sec)
 {
     if (is_null(&x->ev))
@@ -552,7 +559,7 @@ static int parse_list(struct ctx *x, bool is_listen)
 
 static int parse_root(struct ctx *x)
 {
-    static const char *const sections[] = {"node", "hosts", "listen", "storage", "limits"};
+    static const char *const sections[] = {"node", "hosts", "listen", "storage", "limits", "tls"};
     uint32_t seen = 0;
     char key[160];
     int rc;
@@ -578,7 +585,7 @@ static int parse_root(struct ctx *x)
             return rc;
         int i = -1;
         if (strlen((const char *)x->ev.data.scalar.value) == x->ev.data.scalar.length)
-            i = word_index((const char *)x->ev.data.scalar.value, sections, 5);
+            i = word_index((const char *)x->ev.data.scalar.value, sections, 6);
         if (i < 0)
             return fail(x, LINE(&x->ev), key, "unknown section");
         if (seen & (1u << i))

@@ -94,7 +94,10 @@ typedef struct sz_conf {
         uint32_t max_attrs;          /* 1..1024, default 64 */
         uint32_t max_output_bytes;   /* per connection, 4096..1073741824, default 1048576 */
         uint32_t admin_timeout_ms;   /* admin HTTP request deadline, 100..600000, default 10000 */
-        uint32_t max_unauth_per_source; /* unauthenticated c2s connections per source address, default 32 */
+        uint32_t max_unauth_per_source; /* unauthenticated c2s connections per source address (a backstop), default 2000 */
+        uint32_t source_rate_per_sec; /* new c2s connections and failed logins per source and second, 0 = no limit, default 100 */
+        uint32_t source_burst;       /* ... of which this many at once (token bucket size), default 1000 */
+        uint32_t handshake_timeout_ms; /* connect or STARTTLS to stream header answered, 1000..600000, default 10000 */
         uint32_t register_per_source_per_hour; /* XEP-0077 registrations per source address, default 5 */
         uint32_t preauth_timeout_ms; /* connect to resource bound, 1000..600000, default 60000 */
         uint32_t max_unacked_stanzas; /* XEP-0198 queue per stream, 8..1000000, default 500 */
@@ -103,6 +106,13 @@ typedef struct sz_conf {
         uint32_t ping_timeout_ms;    /* answer to that ping, 1000..600000, default 60000 */
         uint32_t scram_iterations;   /* PBKDF2 iterations of new credentials, default 4096 (not reloadable) */
     } limits;
+
+    struct {
+        /* Accept SCRAM tls-unique on TLS 1.3 as OpenSSL-based peers compute
+         * it (the client's Finished), though RFC 9266 leaves it undefined
+         * there; default true. Not reloadable. */
+        bool unique_on_tls13;
+    } tls;
 } sz_conf_t;
 
 /**

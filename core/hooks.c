@@ -28,6 +28,12 @@ struct iq_entry {
 struct feature {
     const char *var;
     unsigned scope;
+    sz_host_pred_fn when;
+};
+
+struct stream_feature {
+    const char *xml;
+    sz_host_pred_fn when;
 };
 
 static struct {
@@ -39,7 +45,7 @@ static struct {
     unsigned niq;
     struct feature features[MAX_FEATURES];
     unsigned nfeatures;
-    const char *stream[2][MAX_STREAM];
+    struct stream_feature stream[2][MAX_STREAM];
     unsigned nstream[2];
     unsigned user_slots, sess_slots;
     bool frozen;
@@ -76,18 +82,18 @@ void sz_hooks_iq(const char *name, const char *ns, unsigned scope, sz_iq_fn fn)
     T.iq[T.niq++] = (struct iq_entry){name, ns, scope, fn};
 }
 
-void sz_hooks_disco_feature(const char *var, unsigned scope)
+void sz_hooks_disco_feature(const char *var, unsigned scope, sz_host_pred_fn when)
 {
     writable();
     SZ_ASSERT(T.nfeatures < MAX_FEATURES);
-    T.features[T.nfeatures++] = (struct feature){var, scope};
+    T.features[T.nfeatures++] = (struct feature){var, scope, when};
 }
 
-void sz_hooks_stream_feature(const char *xml, bool authed)
+void sz_hooks_stream_feature(const char *xml, bool authed, sz_host_pred_fn when)
 {
     writable();
     SZ_ASSERT(T.nstream[authed] < MAX_STREAM);
-    T.stream[authed][T.nstream[authed]++] = xml;
+    T.stream[authed][T.nstream[authed]++] = (struct stream_feature){xml, when};
 }
 
 unsigned sz_hooks_user_slot(void)
@@ -148,10 +154,10 @@ sz_iq_fn sz_hooks_iq_find(const sz_xml_node_t *payload, unsigned scope)
     return NULL;
 }
 
-void sz_hooks_disco_features(struct sz_xb *xb, unsigned scope)
+void sz_hooks_disco_features(struct sz_xb *xb, unsigned scope, int host)
 {
     for (unsigned i = 0; i < T.nfeatures; i++) {
-        if (!(T.features[i].scope & scope))
+        if (!(T.features[i].scope & scope) || (T.features[i].when && !T.features[i].when(host)))
             continue;
         sz_xb_start(xb, "feature", NULL);
         sz_xb_attr(xb, "var", T.features[i].var);
@@ -159,13 +165,16 @@ void sz_hooks_disco_features(struct sz_xb *xb, unsigned scope)
     }
 }
 
-size_t sz_hooks_stream_features(bool authed, char *buf, size_t cap)
+size_t sz_hooks_stream_features(bool authed, int host, char *buf, size_t cap)
 {
     size_t n = 0;
     for (unsigned i = 0; i < T.nstream[authed]; i++) {
-        size_t l = strlen(T.stream[authed][i]);
+        const struct stream_feature *f = &T.stream[authed][i];
+        if (f->when && !f->when(host))
+            continue;
+        size_t l = strlen(f->xml);
         if (n + l < cap)
-            memcpy(buf + n, T.stream[authed][i], l);
+            memcpy(buf + n, f->xml, l);
         n += l;
     }
     if (cap)

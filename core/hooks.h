@@ -80,6 +80,8 @@ enum sz_hook_event {
     SZ_EV_COUNT
 };
 
+typedef struct sz_preauth sz_preauth_t;
+
 /* What a hook sees. Everything is borrowed for the duration of the call. */
 typedef struct sz_hook_ctx {
     sz_reactor_t *r;
@@ -91,6 +93,7 @@ typedef struct sz_hook_ctx {
     int host;               /* index of the served domain concerned, or -1 */
     enum sz_stanza_kind kind;
     const char *type;       /* decoded 'type' attribute, or NULL when absent */
+    const sz_preauth_t *pre; /* SZ_IQ_PREAUTH handlers: the stream (copy what you keep) */
 } sz_hook_ctx_t;
 
 typedef int (*sz_hook_fn)(sz_hook_ctx_t *ctx);
@@ -99,6 +102,33 @@ typedef void (*sz_event_fn)(sz_hook_ctx_t *ctx);
 /* Where an IQ handler answers. */
 #define SZ_IQ_SERVER  0x1u /* to a served domain (bare) */
 #define SZ_IQ_ACCOUNT 0x2u /* to a local user's bare JID, or without 'to' (RFC 6120 §10.3.3) */
+#define SZ_IQ_PREAUTH 0x4u /* on a client stream before authentication (XEP-0077):
+                            * not routed; ctx.pre is the stream */
+
+/*
+ * A client stream before authentication, as an iq handler of scope
+ * SZ_IQ_PREAUTH sees it. <p> is opaque to modules; they reach the stream
+ * only through <ops>, on the stream's reactor.
+ */
+typedef struct sz_preauth_ops {
+    /* Answers iq <id>/<idlen> (NULL: none) on the stream: a result with
+     * <inner> (trusted XML or NULL) when <e> is 0, else stanza error <e>.
+     * Does nothing when the stream has ended meanwhile. */
+    void (*answer)(void *p, const char *id, size_t idlen, const char *inner,
+                   enum sz_stanza_err e);
+    /* Keeps the stream's state alive for an answer that comes later.
+     * Returns false when a hold is already running (one at a time). */
+    bool (*hold)(void *p);
+    /* Ends the hold; afterwards <p> may be freed (stream gone). */
+    void (*release)(void *p);
+} sz_preauth_ops_t;
+
+struct sz_preauth {
+    void *p;
+    const sz_preauth_ops_t *ops;
+    uint32_t source; /* 1 + a hash slot of the peer address, 0 when unknown */
+    bool secure;     /* TLS, or a listener that does not require it */
+};
 
 /**
  * An iq get/set handler. <payload> is the one child element (RFC 6120
@@ -125,14 +155,19 @@ void sz_hooks_on(enum sz_hook_event ev, sz_event_fn fn);
  */
 void sz_hooks_iq(const char *name, const char *ns, unsigned scope, sz_iq_fn fn);
 
-/** XEP-0030 feature <var> (static) listed for <scope> (SZ_IQ_* mask). */
-void sz_hooks_disco_feature(const char *var, unsigned scope);
+/** A per-host condition for a feature (NULL: every host). Any thread. */
+typedef bool (*sz_host_pred_fn)(int host);
+
+/** XEP-0030 feature <var> (static) listed for <scope> (SZ_IQ_* mask) on
+ *  the hosts where <when> holds. */
+void sz_hooks_disco_feature(const char *var, unsigned scope, sz_host_pred_fn when);
 
 /**
  * Stream feature <xml> (static, serialized) offered after authentication
- * (<authed> true: with <bind/>) or before it.
+ * (<authed> true: with <bind/>) or before it, on the hosts where <when>
+ * holds.
  */
-void sz_hooks_stream_feature(const char *xml, bool authed);
+void sz_hooks_stream_feature(const char *xml, bool authed, sz_host_pred_fn when);
 
 /** A per-user / per-session slot for module state: returns its index.
  *  At most SZ_USER_SLOTS / SZ_SESS_SLOTS in all. */
@@ -158,14 +193,15 @@ void sz_hooks_event(enum sz_hook_event ev, sz_hook_ctx_t *ctx);
  *  bit), or NULL. */
 sz_iq_fn sz_hooks_iq_find(const sz_xml_node_t *payload, unsigned scope);
 
-/** The disco features of <scope>, in registration order, as
+/** The disco features of <scope> on <host>, in registration order, as
  *  <feature var='…'/> elements appended to <xb>. */
 struct sz_xb;
-void sz_hooks_disco_features(struct sz_xb *xb, unsigned scope);
+void sz_hooks_disco_features(struct sz_xb *xb, unsigned scope, int host);
 
-/** The stream features registered for <authed>, concatenated, into <buf>
- *  of <cap> bytes (truncated like snprintf); returns the length. */
-size_t sz_hooks_stream_features(bool authed, char *buf, size_t cap);
+/** The stream features registered for <authed> on <host>, concatenated,
+ *  into <buf> of <cap> bytes (truncated like snprintf); returns the
+ *  length. */
+size_t sz_hooks_stream_features(bool authed, int host, char *buf, size_t cap);
 
 /** Reactor thread: a module holds a stanza until storage answers (one
  *  more / one fewer). sz_hooks_pending() is this reactor's count; the

@@ -17,6 +17,12 @@
     X(closed, counter, "connections_closed_total", "Connections closed")                       \
     X(source_limited, counter, "connections_source_limited_total",                              \
       "Client connections refused by limits.max_unauth_per_source")                             \
+    X(source_rate_limited, counter, "connections_source_rate_limited_total",                    \
+      "Client connections refused, or streams ended after a failed login, by "                  \
+      "limits.source_rate_per_sec and limits.source_burst")                                     \
+    X(handshake_timeouts, counter, "handshake_timeouts_total",                                  \
+      "Client connections closed before their stream header was answered, TLS included "       \
+      "(limits.handshake_timeout_ms)")                                                          \
     X(bytes_in, counter, "bytes_in_total", "Bytes received")                                   \
     X(bytes_out, counter, "bytes_out_total", "Bytes sent")                                     \
     X(slots_used, gauge, "direct_slots_used", "Direct-descriptor slots in use")               \

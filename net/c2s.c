@@ -7,10 +7,9 @@
  * A storage lookup in flight keeps the struct alive after the connection
  * closed (orphan): the lookup's callback frees it.
  *
- * Size: just past the 1,500-line mark. The next feature that lands here
- * should first move XEP-0077 registration ("in-band registration" below)
- * to its own file, with struct c2s and the shared helpers (iq answers,
- * free_state, the per-reactor pending count) in a net/c2s_types.h.
+ * Features are modules (core/mod/, reached through core/hooks.h): the
+ * stream offers their stream features and hands them the one iq allowed
+ * before authentication (XEP-0077 registration, core/mod/mod_register.c).
  */
 #include "net/c2s.h"
 
@@ -18,6 +17,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -71,16 +71,19 @@ struct c2s {
     uint8_t stage;
     uint8_t host;        /* index in conf->hosts */
     uint16_t flags;
-    uint8_t failures;    /* SASL failures */
+    uint8_t failures;    /* SASL failures about the credentials */
+    uint8_t soft_failures; /* other SASL failures (negotiation, syntax, abort) */
     uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
     uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
-    char *reg_id;        /* id of an XEP-0077 registration waiting for storage */
+    uint32_t opened;     /* reactor clock (ms, low 32 bits) at connect: the pre-auth deadlines */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
+    /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
+     * length byte, then the bytes; from the handshake until authenticated,
+     * only with tls.unique_on_tls13. */
+    uint8_t *cb_unique;
 };
 
-#define NS_REGISTER      "jabber:iq:register"
-#define NS_REGISTER_FEAT "http://jabber.org/features/iq-register"
 
 static const sz_conf_t *conf;
 static sz_c2s_accounts_t accounts;
@@ -88,11 +91,17 @@ static sz_tls_ctx_t *tls_ctx;
 
 /* Node-wide per-source counters, indexed by a hash of the peer address.
  * Fixed size and lock-free: addresses that collide share a budget, which
- * only ever makes a limit stricter. */
+ * only ever makes a limit stricter. RFC 6120 sets no such limits; they are
+ * policy, shaped for carrier-grade NAT (thousands of users behind one
+ * address): abuse is bounded by a rate (src_tat) and by deadlines
+ * (limits.handshake_timeout_ms, limits.preauth_timeout_ms), and the
+ * concurrent count (unauth_by_src) is only a high backstop. */
 #define SRC_SLOTS 65536u
 static uint32_t unauth_by_src[SRC_SLOTS];
-/* XEP-0077 registrations per source and hour: (hour << 32 | count). */
-static uint64_t reg_by_src[SRC_SLOTS];
+/* Token bucket per source as a generic cell rate algorithm: the
+ * theoretical arrival time (µs, monotonic) of the next token, one word
+ * updated by compare-and-swap. */
+static uint64_t src_tat[SRC_SLOTS];
 static __thread unsigned pending; /* lookups in flight on this reactor */
 
 static const sz_session_ops_t session_ops;
@@ -114,6 +123,30 @@ void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct s
     else
         memset(&accounts, 0, sizeof(accounts));
     sz_c2s_set_tls(t);
+}
+
+/* Takes one token from the bucket of source slot <slot> (a new connection
+ * or a failed login): limits.source_rate_per_sec tokens a second, at most
+ * limits.source_burst at once. False when the bucket is empty. */
+static bool source_take(uint32_t slot)
+{
+    uint32_t rate = SZ_CONF_LIMIT(conf, source_rate_per_sec);
+    if (rate == 0)
+        return true;
+    uint64_t step = 1000000u / rate ? 1000000u / rate : 1; /* µs per token */
+    uint64_t tau = (uint64_t)(SZ_CONF_LIMIT(conf, source_burst) - 1) * step;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    uint64_t old = __atomic_load_n(&src_tat[slot], __ATOMIC_RELAXED), next;
+    do {
+        uint64_t tat = old > now ? old : now;
+        if (tat - now > tau)
+            return false;
+        next = tat + step;
+    } while (!__atomic_compare_exchange_n(&src_tat[slot], &old, next, false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return true;
 }
 
 /* The connection stops counting as unauthenticated (authenticated or
@@ -283,6 +316,32 @@ static void idle_check(struct c2s *cs)
     sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(conf, ping_timeout_ms));
 }
 
+/* ---- pre-auth deadlines --------------------------------------------------- */
+
+/* Two deadlines run from connect (cs->opened) until a resource is bound:
+ * limits.preauth_timeout_ms for the whole, and the shorter
+ * limits.handshake_timeout_ms for each stretch where the client has yet to
+ * show it speaks XMPP: from connect, and again from <proceed/>, until the
+ * next stream header is answered (the TLS handshake included). So a
+ * connection that sends nothing, or stalls in TLS, is gone after seconds,
+ * while a real client keeps the full time for SASL and binding. */
+static uint32_t preauth_left(const struct c2s *cs)
+{
+    uint32_t total = SZ_CONF_LIMIT(conf, preauth_timeout_ms), spent = clock32() - cs->opened;
+    return spent < total ? total - spent : 1;
+}
+
+static void arm_preauth(struct c2s *cs)
+{
+    sz_conn_set_timer(cs->c, preauth_left(cs));
+}
+
+static void arm_handshake(struct c2s *cs)
+{
+    uint32_t left = preauth_left(cs), hs = SZ_CONF_LIMIT(conf, handshake_timeout_ms);
+    sz_conn_set_timer(cs->c, hs < left ? hs : left);
+}
+
 /* Room for our stream header: the fixed text and id (under 256 bytes) and
  * the served domain, a domainpart of at most 1023 bytes (RFC 7622 §3.2,
  * checked when the config is read). */
@@ -419,12 +478,19 @@ static unsigned sasl_flags(const struct c2s *cs)
     unsigned f = 0;
     if (cs->flags & F_TLS) {
         f |= SZ_SASL_F_TLS;
-        uint8_t cb[SZ_TLS_CB_MAX_BYTES];
+        uint8_t cb[SZ_TLS_CB_MAX_BYTES > SZ_TLS_CB_UNIQUE_MAX_BYTES ? SZ_TLS_CB_MAX_BYTES
+                                                                    : SZ_TLS_CB_UNIQUE_MAX_BYTES];
         size_t len = sizeof(cb);
         if (sz_tls_cb_exporter(cs->tls, NULL) == 0)
             f |= SZ_SASL_F_CB_EXPORTER;
         if (sz_tls_cb_server_end_point(cs->tls, cb, &len) == 0)
             f |= SZ_SASL_F_CB_ENDPOINT;
+        /* tls-unique: advertised on TLS 1.2 (RFC 5929 §3); on TLS 1.3 only
+         * accepted, and only with tls.unique_on_tls13 (see cs->cb_unique). */
+        if (sz_tls_cb_unique(cs->tls, cb, &len) == 0)
+            f |= SZ_SASL_F_CB_UNIQUE;
+        else if (cs->cb_unique)
+            f |= SZ_SASL_F_CB_UNIQUE | SZ_SASL_F_CB_UNLISTED;
     }
     if (listener(cs)->plain_without_tls)
         f |= SZ_SASL_F_PLAIN_NO_TLS;
@@ -450,7 +516,7 @@ static void send_header_and_features(struct c2s *cs)
                               "<bind xmlns='" NS_BIND "'/><session xmlns='" NS_SESSION
                               "'><optional/></session><sm xmlns='" NS_SM "'/>");
         /* What the feature modules offer (roster versioning, ...). */
-        n += sz_hooks_stream_features(true, buf + n, sizeof(buf) - n);
+        n += sz_hooks_stream_features(true, cs->host, buf + n, sizeof(buf) - n);
     } else {
         bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
                             listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
@@ -462,8 +528,8 @@ static void send_header_and_features(struct c2s *cs)
             unsigned f = sasl_flags(cs);
             n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
             n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
-            if (conf->hosts[cs->host].register_enabled)
-                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<register xmlns='" NS_REGISTER_FEAT "'/>");
+            /* What the feature modules offer before authentication. */
+            n += sz_hooks_stream_features(false, cs->host, buf + n, sizeof(buf) - n);
         }
     }
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "</stream:features>");
@@ -516,6 +582,9 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
         return 1;
     }
     cs->stage = ST_OPEN;
+    /* The client speaks XMPP: the rest of the pre-auth time is its own. */
+    if (!(cs->flags & F_BOUND))
+        arm_preauth(cs);
     send_header_and_features(cs);
     return 0;
 }
@@ -524,7 +593,7 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 
 static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
 
-static void sasl_failure(struct c2s *cs, const char *cond);
+static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error);
 
 /* Frees what a connection's c2s state holds once nothing else uses it. */
 static void free_state(struct c2s *cs)
@@ -533,22 +602,24 @@ static void free_state(struct c2s *cs)
     sz_tls_free(cs->tls);
     sz_sasl_free(cs->sasl);
     sz_jid_free(cs->authed);
-    sz_free(cs->reg_id);
     sz_sm_free(cs->sm, NULL, NULL);
+    sz_free(cs->cb_unique);
     sz_free(cs);
 }
 
 /* SASL input that arrived while a lookup or a job held the exchange: the
  * client spoke out of turn (RFC 6120 §6.4), which fails the exchange now
- * that it is ours again. Returns true when it did. */
-static bool spoke_out_of_turn(struct c2s *cs)
+ * that it is ours again. <checked>: the password was verified meanwhile
+ * (PLAIN), so the failure counts like a wrong one, and speaking out of turn
+ * buys no extra guesses. Returns true when it did. */
+static bool spoke_out_of_turn(struct c2s *cs, bool checked)
 {
     if (!(cs->flags & F_SPOKE))
         return false;
     cs->flags &= (uint16_t)~F_SPOKE;
     sz_sasl_free(cs->sasl);
     cs->sasl = NULL;
-    sasl_failure(cs, "malformed-request");
+    sasl_failure(cs, "malformed-request", checked, NULL);
     return true;
 }
 
@@ -579,7 +650,7 @@ static void plain_done(void *arg, int res)
     pending--;
     if (cs->flags & F_ORPHAN)
         free_state(cs);
-    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs))
+    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs, true))
         sasl_result(cs, job->r, &job->out);
     memset(&job->creds, 0, sizeof(job->creds));
     sz_free(job);
@@ -596,7 +667,7 @@ static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
     }
     if (!cs->sasl || cs->stage == ST_CLOSED)
         return; /* the exchange ended meanwhile: a late answer is dropped */
-    if (spoke_out_of_turn(cs))
+    if (spoke_out_of_turn(cs, false))
         return;
     enum sz_sasl_creds_status status = res == 0         ? SZ_SASL_CREDS_FOUND
                                        : res == -ENOENT ? SZ_SASL_CREDS_NOT_FOUND
@@ -651,16 +722,36 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
     }
 }
 
-/* Writes <failure><cond/></failure> and counts it: RFC 6120 §6.4.5 allows
- * a reasonable number of retries, then a stream error. Every failure
- * counts, also those decided here rather than by the exchange. */
-static void sasl_failure(struct c2s *cs, const char *cond)
+/* Writes <failure><cond/></failure>, with <scram_error> (a SCRAM
+ * server-error message, "e=...", trusted and short; see sz_sasl_out_t) as
+ * its <text/>, and counts it. RFC 6120 §6.4.5 allows a configurable number
+ * of retries, then a stream error. Only failures about the credentials
+ * (<counts>) use up SZ_C2S_MAX_AUTH_FAILURES, and each also takes a token
+ * from the source's rate budget, so password guessing is bounded per
+ * stream and per address. The rest (a mechanism or channel-binding type
+ * the client may change, encoding, syntax, abort) reveal nothing about the
+ * password: a client walking down its list of mechanisms must not be cut
+ * off by them, but may not loop forever either
+ * (SZ_C2S_MAX_SOFT_FAILURES). */
+static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error)
 {
-    char buf[256];
-    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/></failure>", cond);
+    char buf[320];
+    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/>%s%s%s</failure>", cond,
+                     scram_error ? "<text xml:lang='en'>" : "", scram_error ? scram_error : "",
+                     scram_error ? "</text>" : "");
     c2s_write(cs, buf, (size_t)n);
-    if (++cs->failures >= SZ_C2S_MAX_AUTH_FAILURES)
+    if (counts) {
+        if (cs->src_hash && !source_take(cs->src_hash - 1)) {
+            SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, source_rate_limited, 1);
+            SZ_DEBUG("msg=\"source over its rate after a failed login\" conn=%llu",
+                     (unsigned long long)cs->c->id);
+            stream_error(cs, "policy-violation");
+        } else if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES)) {
+            stream_error(cs, "policy-violation");
+        }
+    } else if (sz_sasl_count_failure(&cs->soft_failures, SZ_C2S_MAX_SOFT_FAILURES)) {
         stream_error(cs, "policy-violation");
+    }
 }
 
 static void send_b64_element(struct c2s *cs, const char *name, const uint8_t *data, size_t len)
@@ -696,6 +787,8 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
         send_b64_element(cs, "success", out->data, out->len);
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
+        sz_free(cs->cb_unique); /* channel binding is for SASL only */
+        cs->cb_unique = NULL;
         cs->authed = j;
         cs->flags |= F_AUTHED;
         uncount_source(cs);
@@ -716,11 +809,18 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
             sz_conn_move(cs->c, home);
         return;
     }
-    case SZ_SASL_FAILURE:
+    case SZ_SASL_FAILURE: {
+        /* <out> points into the exchange: take what is needed first. */
+        bool counts = out->counts;
+        const char *e = out->scram_error; /* static */
+        SZ_DEBUG("msg=\"sasl failure\" conn=%llu condition=%s detail=\"%s\"",
+                 (unsigned long long)cs->c->id, sz_sasl_err_name(out->err),
+                 out->text ? out->text : "");
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
-        sasl_failure(cs, sz_sasl_err_name(out->err));
+        sasl_failure(cs, sz_sasl_err_name(out->err), counts, e);
         return;
+    }
     }
 }
 
@@ -748,7 +848,7 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
         }
         if (listener(cs)->kind == SZ_LISTEN_C2S && listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
             !(cs->flags & F_TLS)) {
-            sasl_failure(cs, "encryption-required");
+            sasl_failure(cs, "encryption-required", false, NULL);
             goto done;
         }
         size_t ml = 0;
@@ -760,12 +860,12 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
             if (irlen < 0) {
                 sz_free(ir);
-                sasl_failure(cs, "incorrect-encoding");
+                sasl_failure(cs, "incorrect-encoding", false, NULL);
                 goto done;
             }
         }
-        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64];
-        size_t cb_ep_len = sizeof(cb_ep);
+        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64], cb_un[SZ_TLS_CB_UNIQUE_MAX_BYTES];
+        size_t cb_ep_len = sizeof(cb_ep), cb_un_len = sizeof(cb_un);
         unsigned f = sasl_flags(cs);
         sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
                             .domain_len = strlen(conf->hosts[cs->host].domain),
@@ -784,6 +884,15 @@ static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_h
             sz_tls_cb_server_end_point(cs->tls, cb_ep, &cb_ep_len) == 0) {
             o.cb_endpoint = cb_ep;
             o.cb_endpoint_len = cb_ep_len;
+        }
+        if (plus && (f & SZ_SASL_F_CB_UNIQUE)) {
+            if (cs->cb_unique) {
+                o.cb_unique = cs->cb_unique + 1;
+                o.cb_unique_len = cs->cb_unique[0];
+            } else if (sz_tls_cb_unique(cs->tls, cb_un, &cb_un_len) == 0) {
+                o.cb_unique = cb_un;
+                o.cb_unique_len = cb_un_len;
+            }
         }
         cs->sasl = sz_sasl_new(&o);
         r = sz_sasl_start(cs->sasl, mech ? mech : "", mech ? ml : 0, tl ? ir : NULL,
@@ -1082,173 +1191,79 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
     sz_router_from_client(r, &cs->sess, st, to);
 }
 
-/* ---- in-band registration (XEP-0077) -------------------------------------- */
+/* ---- iqs before authentication (XEP-0077 registration) ------------------- */
 
-static bool register_allowed(const struct c2s *cs)
+/* The stream as a module sees it before authentication (core/hooks.h). */
+static void pre_answer(void *p, const char *id, size_t idlen, const char *inner,
+                       enum sz_stanza_err e)
 {
-    const sz_conf_listen_t *l = listener(cs);
-    bool tls_ok = (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S || l->tls != SZ_TLS_STARTTLS_REQUIRED;
-    return conf->hosts[cs->host].register_enabled && tls_ok && accounts.create;
+    struct c2s *cs = p;
+    if ((cs->flags & F_ORPHAN) || cs->stage == ST_CLOSED)
+        return;
+    if (e)
+        iq_answer(cs, id, idlen, NULL, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                  sz_stanza_err_name(e));
+    else
+        iq_answer(cs, id, idlen, inner, NULL, NULL);
 }
 
-/* One registration attempt from the connection's source in this hour? */
-static bool register_budget(const struct c2s *cs)
+static bool pre_hold(void *p)
 {
-    uint32_t limit = SZ_CONF_LIMIT(conf, register_per_source_per_hour);
-    uint64_t hour = sz_now_ms() / 3600000u;
-    uint64_t *w = &reg_by_src[cs->src_hash ? cs->src_hash - 1 : 0];
-    uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED), next;
-    do {
-        uint64_t count = (old >> 32) == (hour & 0xffffffffu) ? (old & 0xffffffffu) : 0;
-        if (count >= limit)
-            return false;
-        next = (hour & 0xffffffffu) << 32 | (count + 1);
-    } while (!__atomic_compare_exchange_n(w, &old, next, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    struct c2s *cs = p;
+    if (cs->flags & F_LOOKUP)
+        return false;
+    cs->flags |= F_LOOKUP;
+    pending++;
     return true;
 }
 
-static void on_created(void *arg, int res)
+static void pre_release(void *p)
 {
-    struct c2s *cs = arg;
+    struct c2s *cs = p;
     cs->flags &= (uint16_t)~F_LOOKUP;
     pending--;
-    char *id = cs->reg_id;
-    cs->reg_id = NULL;
-    if (cs->flags & F_ORPHAN) {
-        sz_free(id);
+    if (cs->flags & F_ORPHAN)
         free_state(cs);
-        return;
-    }
-    if (cs->stage != ST_CLOSED) {
-        if (res == 0)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, NULL, NULL);
-        else if (res == -EEXIST)
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "cancel", "conflict");
-        else
-            iq_answer(cs, id, id ? strlen(id) : 0, NULL, "wait", "internal-server-error");
-    }
-    sz_free(id);
 }
 
-/* Child element <name> of the register query, as text (NULL: absent). */
-static const char *reg_field(const sz_xml_node_t *q, const char *name, size_t *len)
-{
-    const sz_xml_node_t *f = sz_xml_child(q, name, NS_REGISTER);
-    return f ? sz_xml_text(f, len) : NULL;
-}
+static const sz_preauth_ops_t pre_ops = {pre_answer, pre_hold, pre_release};
 
-/* XEP-0077 key derivation, on a worker when possible. */
-struct reg_job {
-    struct c2s *cs;
-    sz_jid_t *jid;
-    char *pw;
-    size_t pl;
-    uint32_t iterations;
-    int rc;
-    sz_scram_creds_t creds;
-};
-
-static void reg_work(void *arg)
+/* An iq before authentication: a module that handles its payload in the
+ * SZ_IQ_PREAUTH scope answers it; anything else is refused with
+ * not-authorized (RFC 6120 §4.9.3.12), as is an iq the module passes. */
+static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
 {
-    struct reg_job *job = arg;
-    job->rc = sz_scram_derive_all(job->pw, job->pl, job->iterations, &job->creds);
-}
-
-static void reg_answer(struct c2s *cs, const char *etype, const char *cond)
-{
-    const char *id = cs->reg_id;
-    iq_answer(cs, id, id ? strlen(id) : 0, NULL, etype, cond);
-    sz_free(cs->reg_id);
-    cs->reg_id = NULL;
-}
-
-static void reg_done(void *arg, int res)
-{
-    struct reg_job *job = arg;
-    struct c2s *cs = job->cs;
-    (void)res;
-    cs->flags &= (uint16_t)~F_LOOKUP;
-    pending--;
-    if (cs->flags & F_ORPHAN) {
-        free_state(cs);
-    } else if (cs->stage == ST_CLOSED) {
-        sz_free(cs->reg_id);
-        cs->reg_id = NULL;
-    } else if (job->rc < 0) {
-        reg_answer(cs, "modify", "not-acceptable"); /* not a valid password */
-    } else {
-        cs->flags |= F_LOOKUP;
-        pending++;
-        if (accounts.create(accounts.ctx, job->jid, &job->creds, on_created, cs) < 0) {
-            cs->flags &= (uint16_t)~F_LOOKUP;
-            pending--;
-            reg_answer(cs, "wait", "internal-server-error");
+    const sz_xml_node_t *root = sz_stanza_tree(st), *payload = NULL;
+    for (const sz_xml_node_t *c = root ? root->children : NULL; c; c = c->next)
+        if (c->kind == SZ_XML_ELEM) {
+            payload = c;
+            break;
         }
-    }
-    memset(job->pw, 0, job->pl);
-    sz_free(job->pw);
-    memset(&job->creds, 0, sizeof(job->creds));
-    sz_jid_free(job->jid);
-    sz_free(job);
-}
-
-static void on_register(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *q)
-{
     char type[8];
     ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
-    if (!register_allowed(cs)) {
-        iq_error(cs, st, "cancel", "service-unavailable");
+    bool get = tn == 3 && memcmp(type, "get", 3) == 0, set = tn == 3 && memcmp(type, "set", 3) == 0;
+    sz_iq_fn fn = sz_hooks_iq_find(payload, SZ_IQ_PREAUTH);
+    if (!fn) {
+        stream_error(cs, "not-authorized");
         return;
     }
-    if (tn == 3 && memcmp(type, "get", 3) == 0) {
-        iq_reply(cs, st, "<query xmlns='" NS_REGISTER "'><instructions>Choose a username and "
-                         "password.</instructions><username/><password/></query>");
-        return;
-    }
-    if (tn != 3 || memcmp(type, "set", 3) != 0) {
+    if (!get && !set) {
         iq_error(cs, st, "modify", "bad-request");
         return;
     }
-    if (cs->flags & F_LOOKUP) {
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    size_t ul = 0, pl = 0;
-    const char *user = reg_field(q, "username", &ul), *pass = reg_field(q, "password", &pl);
-    if (!user || !pass || ul == 0 || pl == 0) {
-        iq_error(cs, st, "modify", "not-acceptable"); /* XEP-0077 §3.1: fields missing */
-        return;
-    }
-    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
-    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)ul, user, conf->hosts[cs->host].domain);
-    sz_jid_t *j = NULL;
-    if (n <= 0 || (size_t)n >= sizeof(jid) || memchr(user, '@', ul) || memchr(user, '/', ul) ||
-        sz_jid_parse(jid, (size_t)n, &j) < 0) {
-        iq_error(cs, st, "modify", "not-acceptable");
-        return;
-    }
-    /* The budget is charged only for well-formed requests, before the
-     * costly key derivation. */
-    if (!register_budget(cs)) {
-        sz_jid_free(j);
-        iq_error(cs, st, "wait", "resource-constraint");
-        return;
-    }
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    cs->reg_id = il >= 0 ? sz_strndup(id, (size_t)il) : NULL;
-    struct reg_job *job = sz_calloc(1, sizeof(*job));
-    job->cs = cs;
-    job->jid = j;
-    job->pw = sz_strndup(pass, pl);
-    job->pl = pl;
-    job->iterations = SZ_CONF_LIMIT(conf, scram_iterations);
-    cs->flags |= F_LOOKUP;
-    pending++;
-    /* Key derivation (three PBKDF2 runs) on a worker, then the insert. */
-    if (!accounts.offload || accounts.offload(accounts.ctx, reg_work, reg_done, job) < 0) {
-        reg_work(job);
-        reg_done(job, 0);
+    const sz_conf_listen_t *l = listener(cs);
+    sz_preauth_t pre = {cs, &pre_ops, cs->src_hash,
+                        (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S ||
+                            l->tls != SZ_TLS_STARTTLS_REQUIRED};
+    sz_hook_ctx_t ctx = {.r = sz_conn_reactor(cs->c), .st = st, .host = cs->host,
+                         .kind = SZ_STANZA_IQ, .type = get ? "get" : "set", .pre = &pre};
+    int ret = fn(&ctx, payload, set);
+    if (ret == SZ_PASS) {
+        stream_error(cs, "not-authorized");
+    } else if (ret < 0) {
+        enum sz_stanza_err e = (enum sz_stanza_err)-ret;
+        iq_error(cs, st, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
+                 sz_stanza_err_name(e));
     }
 }
 
@@ -1268,6 +1283,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         c2s_writes(cs, "<proceed xmlns='" NS_TLS "'/>");
         cs->tls = sz_tls_new(__atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE), SZ_TLS_STARTTLS);
         cs->stage = ST_TLS;
+        arm_handshake(cs);
         return 1; /* the rest of this chunk is TLS */
     }
     if (!(cs->flags & F_AUTHED)) {
@@ -1276,17 +1292,12 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* XEP-0077: registration is the one stanza allowed before
-         * authentication. */
+         * authentication, through the module that serves it. */
         if (h->ns_id == SZ_XML_NS_CLIENT && name_is(span, h, "iq")) {
             sz_stanza_t *st = sz_stanza_new(span, len, h);
-            const sz_xml_node_t *root = sz_stanza_tree(st);
-            const sz_xml_node_t *q = root ? sz_xml_child(root, "query", NS_REGISTER) : NULL;
-            if (q && (register_allowed(cs) || !conf->hosts[cs->host].register_enabled)) {
-                on_register(cs, st, q);
-                sz_stanza_unref(st);
-                return cs->stage == ST_OPEN ? 0 : 1;
-            }
+            on_preauth_iq(cs, st);
             sz_stanza_unref(st);
+            return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
         stream_error(cs, "not-authorized");
@@ -1395,7 +1406,20 @@ static int tls_handshake(void *ud, sz_tls_t *t)
     return 0;
 }
 
-static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake};
+/* The TLS 1.3 Finished that OpenSSL-based clients send as tls-unique
+ * (slixmpp's default SCRAM-SHA-*-PLUS does): kept only when
+ * tls.unique_on_tls13 says so, and only until SASL ends. */
+static void tls_finished(void *ud, const uint8_t *p, size_t n)
+{
+    struct c2s *cs = ud;
+    if (!conf->tls.unique_on_tls13 || n == 0 || n > UINT8_MAX || cs->cb_unique)
+        return;
+    cs->cb_unique = sz_malloc(n + 1);
+    cs->cb_unique[0] = (uint8_t)n;
+    memcpy(cs->cb_unique + 1, p, n);
+}
+
+static const sz_tls_io_t tls_io = {tls_cipher, tls_plain, tls_handshake, tls_finished};
 
 static void feed_tls(struct c2s *cs, const char *p, size_t n)
 {
@@ -1430,7 +1454,8 @@ static void c2s_open(sz_conn_t *c)
         lim.max_stanza_bytes = SZ_CONF_LIMIT(conf, max_stanza_bytes);
     sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
     sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
-    sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
+    cs->opened = clock32();
+    arm_handshake(cs);
     if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
         sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
         if (!ctx) {
@@ -1462,6 +1487,12 @@ static void c2s_data(sz_conn_t *c, const char *p, size_t n)
 static void c2s_timer(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
+    /* Before authentication, these two stages are the ones arm_handshake()
+     * covers: no stream header answered yet, or TLS still running. */
+    if (!(cs->flags & F_AUTHED) && (cs->stage == ST_HEADER || cs->stage == ST_TLS)) {
+        SZ_STAT_ADD(&sz_conn_reactor(c)->stats, handshake_timeouts, 1);
+        SZ_DEBUG("msg=\"no stream header in time\" conn=%llu", (unsigned long long)c->id);
+    }
     if ((cs->flags & F_BOUND) && cs->stage != ST_CLOSED)
         idle_check(cs);
     else if (cs->tls && !(cs->flags & F_TLS))
@@ -1494,7 +1525,7 @@ static void c2s_moved(sz_conn_t *c)
     struct c2s *cs = c->pstate;
     cs->c = c;
     if (!(cs->flags & F_BOUND))
-        sz_conn_set_timer(c, SZ_CONF_LIMIT(conf, preauth_timeout_ms));
+        arm_preauth(cs); /* the same deadline, counted from connect */
 }
 
 static void c2s_close(sz_conn_t *c)
@@ -1540,10 +1571,19 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
     cs->src_hash = slot + 1;
     if (cs->flags & F_AUTHED || cs->stage == ST_CLOSED)
         return;
+    /* The rate first: a source past its burst is refused whatever it holds. */
+    if (!source_take(slot)) {
+        SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_rate_limited, 1);
+        SZ_DEBUG("msg=\"source over its connection rate\" conn=%llu", (unsigned long long)c->id);
+        stream_error(cs, "policy-violation");
+        return;
+    }
     cs->src = slot + 1;
     uint32_t n = __atomic_add_fetch(&unauth_by_src[slot], 1, __ATOMIC_RELAXED);
     if (n > SZ_CONF_LIMIT(conf, max_unauth_per_source)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
+        SZ_DEBUG("msg=\"source over its unauthenticated connections\" conn=%llu",
+                 (unsigned long long)c->id);
         stream_error(cs, "policy-violation");
     }
 }

@@ -25,9 +25,6 @@ typedef void (*sz_c2s_done_cb)(void *arg, int res);
 typedef struct sz_c2s_accounts {
     /* Credentials of <jid>: res 0, -ENOENT or -errno. */
     int (*get_creds)(void *ctx, const sz_jid_t *jid, sz_c2s_creds_cb cb, void *arg);
-    /* Create <jid> with <creds> (XEP-0077): res 0, -EEXIST or -errno. */
-    int (*create)(void *ctx, const sz_jid_t *jid, const sz_scram_creds_t *creds,
-                  sz_c2s_done_cb cb, void *arg);
     /* Run <fn>(<arg>) off the reactor, then <cb>(<arg>, 0) back on it:
      * for key derivation (PBKDF2), which would stall every other client
      * of the reactor. NULL: such work runs inline. */
@@ -60,7 +57,12 @@ void sz_c2s_release(void);
 
 /** Stanza size limit before authentication. */
 #define SZ_C2S_PREAUTH_STANZA_BYTES 16384
-/** SASL failures allowed per connection before policy-violation. */
+/** SASL failures about the credentials (a wrong password or proof)
+ *  allowed per connection before policy-violation (RFC 6120 §6.4.5). */
 #define SZ_C2S_MAX_AUTH_FAILURES 3
+/** Other SASL failures (mechanism or channel-binding negotiation, bad
+ *  encoding or syntax, abort) allowed per connection before
+ *  policy-violation: enough to walk down any client's mechanism list. */
+#define SZ_C2S_MAX_SOFT_FAILURES 16
 
 #endif

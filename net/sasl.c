@@ -7,7 +7,9 @@
  * except the per-process fake-credential secret, initialised once.
  *
  * Invariants: every path ends in exactly one terminal result (SUCCESS or
- * FAILURE) after which the object only answers malformed-request; secrets
+ * FAILURE) after which the object only answers malformed-request; only
+ * failures about the credentials count against the retry budget
+ * (fail_creds), the rest are fail() or fail_cb(); secrets
  * (the PLAIN password, the account keys) are wiped on free. Unknown users
  * and users without credentials for the chosen hash run on fake
  * credentials, so they fail where a wrong password fails, after the same
@@ -57,7 +59,9 @@ struct sz_sasl {
     uint8_t cb_exporter[SZ_SASL_CB_EXPORTER_BYTES];
     uint8_t cb_endpoint[SZ_SASL_CB_ENDPOINT_MAX];
     size_t cb_endpoint_len;
-    const uint8_t *cb; /* the binding the client chose: one of the two above */
+    uint8_t cb_unique[SZ_SASL_CB_UNIQUE_MAX];
+    size_t cb_unique_len;
+    const uint8_t *cb; /* the binding the client chose: one of the three above */
     size_t cb_len;
     /* SCRAM: the client-first message; [0, gs2_len) is the gs2 header, the
      * rest client-first-message-bare. */
@@ -119,7 +123,8 @@ static bool is_plus(enum sz_sasl_mech m)
 static bool has_cb(unsigned flags)
 {
     /* Channel binding needs TLS; flags without it are ignored. */
-    return (flags & SZ_SASL_F_TLS) && (flags & (SZ_SASL_F_CB_EXPORTER | SZ_SASL_F_CB_ENDPOINT));
+    return (flags & SZ_SASL_F_TLS) &&
+           (flags & (SZ_SASL_F_CB_EXPORTER | SZ_SASL_F_CB_ENDPOINT | SZ_SASL_F_CB_UNIQUE));
 }
 
 const char *sz_sasl_err_name(enum sz_sasl_err e)
@@ -198,6 +203,11 @@ size_t sz_sasl_cb_types(unsigned flags, char *buf, size_t cap)
         put(buf, cap, &len, "<channel-binding type='tls-exporter'/>");
     if (flags & SZ_SASL_F_CB_ENDPOINT)
         put(buf, cap, &len, "<channel-binding type='tls-server-end-point'/>");
+    /* tls-unique is listed where it is defined (TLS 1.2, RFC 5929 §3) and
+     * only accepted on TLS 1.3, for OpenSSL-based clients that use it there
+     * (RFC 9266 §1 says it is not defined for TLS 1.3). */
+    if ((flags & SZ_SASL_F_CB_UNIQUE) && !(flags & SZ_SASL_F_CB_UNLISTED))
+        put(buf, cap, &len, "<channel-binding type='tls-unique'/>");
     put(buf, cap, &len, "</sasl-channel-binding>");
     return len;
 }
@@ -327,6 +337,12 @@ sz_sasl_t *sz_sasl_new(const sz_sasl_opts_t *opts)
         s->cb_endpoint_len = opts->cb_endpoint_len;
         s->cb_have |= SZ_SASL_F_CB_ENDPOINT;
     }
+    if ((opts->flags & SZ_SASL_F_CB_UNIQUE) && opts->cb_unique && opts->cb_unique_len &&
+        opts->cb_unique_len <= SZ_SASL_CB_UNIQUE_MAX) {
+        memcpy(s->cb_unique, opts->cb_unique, opts->cb_unique_len);
+        s->cb_unique_len = opts->cb_unique_len;
+        s->cb_have |= SZ_SASL_F_CB_UNIQUE;
+    }
     if (opts->secret && opts->secret_len) {
         s->secret = opts->secret;
         s->secret_len = opts->secret_len;
@@ -373,6 +389,8 @@ enum sz_sasl_mech sz_sasl_mech(const sz_sasl_t *s)
     return (enum sz_sasl_mech)s->mech;
 }
 
+/* A failure that does not count against the retry budget (see
+ * sz_sasl_out_t.counts): negotiation, syntax, abort, storage. */
 static enum sz_sasl_result fail(sz_sasl_t *s, enum sz_sasl_err err, const char *text,
                                 sz_sasl_out_t *out)
 {
@@ -382,6 +400,24 @@ static enum sz_sasl_result fail(sz_sasl_t *s, enum sz_sasl_err err, const char *
     memset(out, 0, sizeof *out);
     out->err = err;
     out->text = text;
+    return SZ_SASL_FAILURE;
+}
+
+/* A failure about the credentials: counts against the retry budget. */
+static enum sz_sasl_result fail_creds(sz_sasl_t *s, enum sz_sasl_err err, const char *text,
+                                      sz_sasl_out_t *out)
+{
+    fail(s, err, text, out);
+    out->counts = true;
+    return SZ_SASL_FAILURE;
+}
+
+/* A channel-binding failure: not-authorized (RFC 5802 §6, §7: the server
+ * "MUST fail the authentication"), with the SCRAM server-error <e> ("e=..."). */
+static enum sz_sasl_result fail_cb(sz_sasl_t *s, const char *e, sz_sasl_out_t *out)
+{
+    fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, e + 2, out);
+    out->scram_error = e;
     return SZ_SASL_FAILURE;
 }
 
@@ -651,13 +687,20 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, 
                    (s->cb_have & SZ_SASL_F_CB_ENDPOINT)) {
             s->cb = s->cb_endpoint;
             s->cb_len = s->cb_endpoint_len;
+        } else if (cb_name_is(cbname, cbname_len, "tls-unique") &&
+                   (s->cb_have & SZ_SASL_F_CB_UNIQUE)) {
+            s->cb = s->cb_unique;
+            s->cb_len = s->cb_unique_len;
         } else {
-            return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "unsupported-channel-binding-type", out);
+            /* Unknown, or not usable on this connection (tls-exporter on
+             * TLS 1.2, tls-unique on TLS 1.3 when turned off): the client
+             * may try another type or mechanism. */
+            return fail_cb(s, "e=unsupported-channel-binding-type", out);
         }
     } else if (flag == 'p') {
         return malformed(s, "channel binding with a non-PLUS mechanism", out);
     } else if (flag == 'y' && has_cb(s->flags)) {
-        return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "server-does-support-channel-binding", out);
+        return fail_cb(s, "e=server-does-support-channel-binding", out);
     }
 
     /* username and authzid: unescape, then prepare as a JID localpart. */
@@ -669,7 +712,7 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, 
         err = SZ_SASL_ERR_MALFORMED_REQUEST;
         why = "bad username escape";
     } else if (!set_user(s, tmp, (size_t)n)) {
-        err = SZ_SASL_ERR_NOT_AUTHORIZED;
+        err = SZ_SASL_ERR_NOT_AUTHORIZED; /* like an unknown user: counts */
         why = "invalid username";
     } else if (az) {
         n = saslname_decode(az, az_len, tmp, len + 1);
@@ -681,6 +724,8 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, 
         }
     }
     sz_free(tmp);
+    if (err == SZ_SASL_ERR_NOT_AUTHORIZED)
+        return fail_creds(s, err, why, out);
     if (err != SZ_SASL_ERR_NONE)
         return fail(s, err, why, out);
 
@@ -792,8 +837,11 @@ static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len, 
     sz_free(got);
     if (gl < 0)
         return malformed(s, "bad channel-binding encoding", out);
+    /* Checked before the proof, so a mismatch says nothing about the
+     * password: it does not count (a client whose binding data differs
+     * from ours may still log in another way). */
     if (!cb_ok)
-        return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "channel-bindings-dont-match", out);
+        return fail_cb(s, "e=channel-bindings-dont-match", out);
 
     if (nonce.vlen != s->nonce_len || memcmp(nonce.v, s->nonce, s->nonce_len) != 0)
         return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "nonce mismatch", out);
@@ -816,12 +864,12 @@ static enum sz_sasl_result scram_final(sz_sasl_t *s, const char *m, size_t len, 
     bool ok = CRYPTO_memcmp(sig, s->cred.stored_key, kl) == 0 && !s->fake;
     OPENSSL_cleanse(key, sizeof key);
     if (!ok)
-        return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid-proof", out);
+        return fail_creds(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid-proof", out);
     /* Only a client that proved the password learns the account state. */
     if (s->acct == SZ_SASL_CREDS_DISABLED)
-        return fail(s, SZ_SASL_ERR_ACCOUNT_DISABLED, NULL, out);
+        return fail_creds(s, SZ_SASL_ERR_ACCOUNT_DISABLED, NULL, out);
     if (s->acct == SZ_SASL_CREDS_EXPIRED)
-        return fail(s, SZ_SASL_ERR_CREDENTIALS_EXPIRED, NULL, out);
+        return fail_creds(s, SZ_SASL_ERR_CREDENTIALS_EXPIRED, NULL, out);
 
     /* server-final-message = "v=" base64(HMAC(ServerKey, AuthMessage)) */
     auth_hmac(s, s->cred.server_key, m, without_proof, sig);
@@ -849,7 +897,7 @@ static enum sz_sasl_result plain_msg(sz_sasl_t *s, const char *m, size_t len, sz
     if (cid_len == 0 || pw_len == 0)
         return malformed(s, "empty authcid or password", out);
     if (!set_user(s, cid, cid_len))
-        return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid username", out);
+        return fail_creds(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid username", out);
     if (az_len && !authzid_ok(s, m, az_len))
         return fail(s, SZ_SASL_ERR_INVALID_AUTHZID, NULL, out);
     s->pw = sz_malloc(pw_len);
@@ -894,11 +942,11 @@ static enum sz_sasl_result plain_creds(sz_sasl_t *s, enum sz_sasl_creds_status s
     OPENSSL_cleanse(&d, sizeof d);
     free_secret(&s->pw, s->pw_len);
     if (!ok)
-        return fail(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid credentials", out);
+        return fail_creds(s, SZ_SASL_ERR_NOT_AUTHORIZED, "invalid credentials", out);
     if (s->acct == SZ_SASL_CREDS_DISABLED)
-        return fail(s, SZ_SASL_ERR_ACCOUNT_DISABLED, NULL, out);
+        return fail_creds(s, SZ_SASL_ERR_ACCOUNT_DISABLED, NULL, out);
     if (s->acct == SZ_SASL_CREDS_EXPIRED)
-        return fail(s, SZ_SASL_ERR_CREDENTIALS_EXPIRED, NULL, out);
+        return fail_creds(s, SZ_SASL_ERR_CREDENTIALS_EXPIRED, NULL, out);
     return success(s, NULL, 0, out);
 }
 

@@ -2,8 +2,9 @@
  * Server side of SASL for XMPP streams (RFC 6120 §6, RFC 4422): the
  * mechanism list, and one exchange object per authentication attempt
  * running SCRAM-SHA-1/256/512 (RFC 5802, RFC 7677), their -PLUS variants
- * with channel binding (tls-exporter, RFC 9266; tls-server-end-point,
- * RFC 5929) and PLAIN (RFC 4616), against stored SCRAM credentials only.
+ * with channel binding (tls-exporter, RFC 9266; tls-server-end-point and
+ * tls-unique, RFC 5929) and PLAIN (RFC 4616), against stored SCRAM
+ * credentials only.
  *
  * An exchange exists only while an attempt runs: c2s creates it on <auth>,
  * frees it on success or failure, so idle sessions hold nothing. It belongs
@@ -35,8 +36,9 @@
  *                        empty element; copy out.user (the authenticated
  *                        localpart), sz_sasl_free(s), restart the stream.
  *     SZ_SASL_FAILURE    send <failure><sz_sasl_err_name(out.err)/></failure>
- *                        (out.text may go in <text/>), sz_sasl_free(s), count
- *                        the failure with sz_sasl_count_failure().
+ *                        with out.scram_error, when set, in <text/> (see
+ *                        sz_sasl_out_t), sz_sasl_free(s); count the failure
+ *                        against the retry budget only when out.counts.
  *
  * User existence is never revealed: an unknown user gets a complete SCRAM
  * exchange with fake credentials derived from a server secret (same salt on
@@ -76,6 +78,10 @@ enum sz_sasl_mech {
 #define SZ_SASL_F_CB_ENDPOINT  0x04u /* tls-server-end-point hash available */
 #define SZ_SASL_F_PLAIN_NO_TLS 0x08u /* config: PLAIN allowed without TLS */
 #define SZ_SASL_F_NO_SHA1      0x10u /* config: SCRAM-SHA-1(-PLUS) below policy */
+#define SZ_SASL_F_CB_UNIQUE    0x20u /* tls-unique data available (TLS 1.2; TLS 1.3: below) */
+#define SZ_SASL_F_CB_UNLISTED  0x40u /* with F_CB_UNIQUE: accept tls-unique but leave it
+                                      * out of the XEP-0440 list (TLS 1.3, where RFC 9266
+                                      * says it is not defined) */
 
 /* Size of a buffer that always holds sz_sasl_mechs() / sz_sasl_cb_types()
  * output, NUL included. */
@@ -83,12 +89,16 @@ enum sz_sasl_mech {
 #define SZ_SASL_CB_XML_MAX    192
 
 /* Channel-binding data sizes (RFC 9266 §2: 32 bytes; RFC 5929 §4.1: the
- * certificate hash, at most SHA-512). c2s gets the data from
- * sz_tls_cb_exporter() and sz_tls_cb_server_end_point() (net/tls.h), which
- * also say when a binding is unavailable (not TLS 1.3; Ed25519 or RSA-PSS
- * certificate): then leave its flag unset. */
+ * certificate hash, at most SHA-512; RFC 5929 §3.1: a Finished
+ * verify_data, 12 bytes in TLS 1.2, up to 48 in TLS 1.3). c2s gets the
+ * data from sz_tls_cb_exporter(), sz_tls_cb_server_end_point() and
+ * sz_tls_cb_unique() or sz_tls_io_t.finished (net/tls.h), which also say
+ * when a binding is unavailable (not TLS 1.3; Ed25519 or RSA-PSS
+ * certificate; TLS 1.2 without extended master secret): then leave its
+ * flag unset. */
 #define SZ_SASL_CB_EXPORTER_BYTES 32
 #define SZ_SASL_CB_ENDPOINT_MAX   64
+#define SZ_SASL_CB_UNIQUE_MAX     64
 
 /* Bounds on the decoded client messages and on the username; larger input
  * fails with malformed-request before any work. */
@@ -144,8 +154,24 @@ typedef struct sz_sasl_out {
     const char *user;    /* NEED_CREDS, SUCCESS: normalized localpart, NUL-terminated */
     size_t user_len;
     enum sz_sasl_err err; /* FAILURE: the condition; else SZ_SASL_ERR_NONE */
-    const char *text;     /* FAILURE: static detail for logs or <text/>, never
-                           * secret; may be NULL */
+    const char *text;     /* FAILURE: static detail for logs, never secret;
+                           * may be NULL */
+    /* FAILURE: the SCRAM server-error message (RFC 5802 §7), e.g.
+     * "e=unsupported-channel-binding-type", for the channel-binding
+     * failures (the client's remedy is another binding or mechanism); NULL
+     * otherwise. RFC 6120's <failure/> has no field for SASL additional
+     * data, so it travels as the failure's <text/> (§6.4.5), after the
+     * condition (not-authorized), where a SCRAM client can read it as the
+     * server-final message. Static string. */
+    const char *scram_error;
+    /* FAILURE: true for a failure about the credentials (wrong password or
+     * proof, unknown or invalid user, channel-binding data that does not
+     * match, a disabled or expired account): it counts against the retry
+     * budget of RFC 6120 §6.4.5. False for negotiation and protocol
+     * failures (mechanism not offered, channel-binding type, encoding,
+     * syntax, abort, storage trouble), which reveal nothing about the
+     * password; the caller bounds those separately. */
+    bool counts;
 } sz_sasl_out_t;
 
 /*
@@ -160,6 +186,8 @@ typedef struct sz_sasl_opts {
     const uint8_t *cb_exporter; /* SZ_SASL_CB_EXPORTER_BYTES */
     const uint8_t *cb_endpoint; /* certificate hash, 1..SZ_SASL_CB_ENDPOINT_MAX bytes */
     size_t cb_endpoint_len;
+    const uint8_t *cb_unique; /* Finished verify_data, 1..SZ_SASL_CB_UNIQUE_MAX bytes */
+    size_t cb_unique_len;
     /* Secret keying the fake credentials of unknown users. It must be
      * stable across restarts and equal on all nodes, or the salt an unknown
      * user gets would change and give it away. NULL: a per-process random
@@ -261,6 +289,8 @@ enum sz_sasl_mech sz_sasl_mech(const sz_sasl_t *s);
  * Counts one failed exchange and returns true when <*failures> reached
  * <max_failures> (e.g. SZ_SASL_RETRIES_DEFAULT + 1): c2s then closes the
  * stream after the <failure/> (with a <policy-violation/> stream error).
+ * Keep one counter for failures with out.counts and another, with a
+ * larger bound, for the rest.
  */
 static inline bool sz_sasl_count_failure(uint8_t *failures, unsigned max_failures)
 {

@@ -567,6 +567,33 @@ void sz_tls_ctx_unref(sz_tls_ctx_t *ctx)
 
 /* ---- connections ------------------------------------------------------ */
 
+/* Handshake messages as they are read and written, during the handshake
+ * only (the callback is removed once it completes: BoringSSL would call it
+ * for every record header). It passes on the TLS 1.3 Finished that
+ * OpenSSL-based peers use as tls-unique (net/tls.h, sz_tls_io_t.finished);
+ * the thread's current call says whose it is. */
+static void on_msg(int is_write, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg)
+{
+    const uint8_t *p = buf;
+    struct call *c = cur;
+
+    (void)version;
+    (void)arg;
+    /* A handshake message: type (1 byte), length (3), body; Finished's body
+     * is its verify_data (RFC 8446 §4.4.4). */
+    if (content_type != SSL3_RT_HANDSHAKE || len < 4 || p[0] != SSL3_MT_FINISHED)
+        return;
+    if (!c || c->t->ssl != ssl || !c->io->finished || SSL_version(ssl) != TLS1_3_VERSION)
+        return;
+    /* The server reads the client's Finished and writes its own: a full
+     * handshake wants the one read, a resumed one the one written. */
+    if ((is_write != 0) != (SSL_session_reused(ssl) != 0))
+        return;
+    if (len - 4 <= SZ_TLS_CB_UNIQUE_MAX_BYTES)
+        c->io->finished(c->ud, p + 4, len - 4);
+}
+
 sz_tls_t *sz_tls_new(sz_tls_ctx_t *ctx, enum sz_tls_kind kind)
 {
     sz_tls_t *t = sz_malloc(sizeof *t);
@@ -576,6 +603,7 @@ sz_tls_t *sz_tls_new(sz_tls_ctx_t *ctx, enum sz_tls_kind kind)
     /* Drop certificates, cipher and ALPN lists from this SSL as soon as the
      * handshake completes: they are the bulk of a fresh SSL. */
     SSL_set_shed_handshake_config(t->ssl, 1);
+    SSL_set_msg_callback(t->ssl, on_msg);
     return t;
 }
 
@@ -605,6 +633,7 @@ int sz_tls_input(sz_tls_t *t, const void *p, size_t n, const sz_tls_io_t *io, vo
             goto out;
         }
         t->flags |= F_DONE;
+        SSL_set_msg_callback(t->ssl, NULL);
         res |= SZ_TLS_HANDSHAKE_DONE;
         if (io->handshake && io->handshake(ud, t) < 0) {
             res |= SZ_TLS_STOPPED;
@@ -734,6 +763,19 @@ int sz_tls_cb_server_end_point(const sz_tls_t *t, uint8_t *out, size_t *len)
         return -ENOTSUP;
     memcpy(out, h->cbep, h->cbep_len);
     *len = h->cbep_len;
+    return 0;
+}
+
+int sz_tls_cb_unique(const sz_tls_t *t, uint8_t *out, size_t *len)
+{
+    if (!(t->flags & F_DONE))
+        return -EAGAIN;
+    /* RFC 9266 §1: not defined for TLS 1.3; see on_msg() for what OpenSSL
+     * peers use there. */
+    if (SSL_version(t->ssl) != TLS1_2_VERSION || !SSL_get_extms_support(t->ssl))
+        return -ENOTSUP;
+    if (!SSL_get_tls_unique(t->ssl, out, len, SZ_TLS_CB_UNIQUE_MAX_BYTES) || *len == 0)
+        return -ENOTSUP;
     return 0;
 }
 

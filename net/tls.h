@@ -56,6 +56,9 @@ typedef struct sz_tls sz_tls_t;
 #define SZ_TLS_CB_MAX_BYTES 64
 /* tls-exporter length (RFC 9266). */
 #define SZ_TLS_CB_EXPORTER_BYTES 32
+/* Largest tls-unique value: a Finished verify_data (12 bytes in TLS 1.2,
+ * the handshake hash length, at most SHA-384's 48, in TLS 1.3). */
+#define SZ_TLS_CB_UNIQUE_MAX_BYTES 64
 /* Per-thread plaintext scratch buffer: one TLS record's plaintext. */
 #define SZ_TLS_SCRATCH_BYTES 16384
 
@@ -90,6 +93,15 @@ typedef struct sz_tls_io {
      * the first plaintext. May call sz_tls_output and the accessors below.
      * Return 0 to go on, < 0 to stop (e.g. policy on the version or SNI). */
     int (*handshake)(void *ud, sz_tls_t *t);
+    /* Optional (NULL: none). TLS 1.3 only, during the handshake, before
+     * <handshake>: the verify_data <p>/<n> (valid only during the call) of
+     * the Finished message that an OpenSSL-based peer takes as tls-unique
+     * for this connection: the client's in a full handshake, the server's
+     * in a resumed one (RFC 5929 §3.1's "first Finished" rule as OpenSSL
+     * applies it; RFC 9266 leaves tls-unique undefined for TLS 1.3). At
+     * most SZ_TLS_CB_UNIQUE_MAX_BYTES, called at most once. The caller
+     * keeps it if it wants it: nothing is kept here. */
+    void (*finished)(void *ud, const uint8_t *p, size_t n);
 } sz_tls_io_t;
 
 /* ---- contexts ------------------------------------------------------- */
@@ -187,6 +199,18 @@ int sz_tls_cb_exporter(const sz_tls_t *t, uint8_t out[SZ_TLS_CB_EXPORTER_BYTES])
  * handshake completed.
  */
 int sz_tls_cb_server_end_point(const sz_tls_t *t, uint8_t *out, size_t *len);
+
+/**
+ * Connection's reactor. RFC 5929 §3 tls-unique on TLS 1.2: the first
+ * Finished message's verify_data of the handshake (the client's, or the
+ * server's when the session was resumed), into <out> (room for
+ * SZ_TLS_CB_UNIQUE_MAX_BYTES), its length into *<len>. Returns 0;
+ * -ENOTSUP on TLS 1.3 (see sz_tls_io_t.finished) or when the handshake did
+ * not use the extended master secret (RFC 7627: without it a
+ * man-in-the-middle can make two connections share the value, the "triple
+ * handshake"); -EAGAIN before the handshake completed.
+ */
+int sz_tls_cb_unique(const sz_tls_t *t, uint8_t *out, size_t *len);
 
 /** Connection's reactor. "TLSv1.3", "TLSv1.2", or "unknown" before the
  * handshake. Static string. */

@@ -142,7 +142,9 @@ int sz_store_call(sz_store_t *s, void (*fn)(void *arg), sz_store_done_fn cb, voi
 int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_creds_t *creds,
                             sz_store_done_fn cb, void *arg);
 
-/** Deletes account <jid>. Result: 0, -ENOENT, -EBUSY, -EIO. */
+/** Deletes account <jid>, and in the same transaction everything stored
+ * for it (roster, roster version, pending subscription requests:
+ * storage/roster.h). Result: 0, -ENOENT, -EBUSY, -EIO. */
 int sz_store_account_delete(sz_store_t *s, const sz_jid_t *jid, sz_store_done_fn cb, void *arg);
 
 /** Replaces the credentials of <jid> (password change). Result: 0,

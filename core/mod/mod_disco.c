@@ -13,7 +13,6 @@
 
 #define NS_INFO     "http://jabber.org/protocol/disco#info"
 #define NS_ITEMS    "http://jabber.org/protocol/disco#items"
-#define NS_REGISTER "jabber:iq:register"
 
 /* The scope an iq was addressed in: the account when it names a user. */
 static unsigned scope_of(const sz_hook_ctx_t *ctx)
@@ -41,14 +40,7 @@ static int on_info(sz_hook_ctx_t *ctx, const sz_xml_node_t *payload, bool set)
         sz_xb_attr(&xb, "name", SZ_PRODUCT_NAME);
     }
     sz_xb_end(&xb);
-    sz_hooks_disco_features(&xb, scope);
-    /* In-band registration is handled by the stream before authentication
-     * (net/c2s.c) and is enabled per host. */
-    if (scope == SZ_IQ_SERVER && sz_router_host_register(ctx->host)) {
-        sz_xb_start(&xb, "feature", NULL);
-        sz_xb_attr(&xb, "var", NS_REGISTER);
-        sz_xb_end(&xb);
-    }
+    sz_hooks_disco_features(&xb, scope, ctx->host);
     sz_xb_end(&xb);
     char *xml;
     size_t len;
@@ -75,6 +67,6 @@ void sz_mod_disco_register(const sz_mod_env_t *env)
     (void)env;
     sz_hooks_iq("query", NS_INFO, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, on_info);
     sz_hooks_iq("query", NS_ITEMS, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, on_items);
-    sz_hooks_disco_feature(NS_INFO, SZ_IQ_SERVER | SZ_IQ_ACCOUNT);
-    sz_hooks_disco_feature(NS_ITEMS, SZ_IQ_SERVER | SZ_IQ_ACCOUNT);
+    sz_hooks_disco_feature(NS_INFO, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, NULL);
+    sz_hooks_disco_feature(NS_ITEMS, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, NULL);
 }

@@ -20,5 +20,5 @@ void sz_mod_ping_register(const sz_mod_env_t *env)
 {
     (void)env;
     sz_hooks_iq("ping", NS_PING, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, on_ping);
-    sz_hooks_disco_feature(NS_PING, SZ_IQ_SERVER | SZ_IQ_ACCOUNT);
+    sz_hooks_disco_feature(NS_PING, SZ_IQ_SERVER | SZ_IQ_ACCOUNT, NULL);
 }

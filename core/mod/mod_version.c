@@ -20,5 +20,5 @@ void sz_mod_version_register(const sz_mod_env_t *env)
 {
     (void)env;
     sz_hooks_iq("query", NS_VERSION, SZ_IQ_SERVER, on_version);
-    sz_hooks_disco_feature(NS_VERSION, SZ_IQ_SERVER);
+    sz_hooks_disco_feature(NS_VERSION, SZ_IQ_SERVER, NULL);
 }

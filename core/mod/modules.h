@@ -14,6 +14,9 @@
 typedef struct sz_mod_env {
     const sz_conf_t *conf;
     sz_store_t *store; /* NULL: no storage (tests of the router alone) */
+    /* SCRAM key derivation (net/scram.h's sz_scram_derive_all, which the
+     * modules' library cannot link itself: DESIGN §7), or NULL. */
+    int (*derive)(const char *password, size_t len, uint32_t iterations, sz_scram_creds_t *out);
 } sz_mod_env_t;
 
 /**
@@ -27,5 +30,10 @@ void sz_mods_register(const sz_mod_env_t *env);
 void sz_mod_ping_register(const sz_mod_env_t *env);
 void sz_mod_disco_register(const sz_mod_env_t *env);
 void sz_mod_version_register(const sz_mod_env_t *env);
+void sz_mod_register_register(const sz_mod_env_t *env);
+/* The roster module first: the other two use its cache and slots. */
+void sz_mod_roster_register(const sz_mod_env_t *env);
+void sz_mod_subscription_register(const sz_mod_env_t *env);
+void sz_mod_presence_register(const sz_mod_env_t *env);
 
 #endif

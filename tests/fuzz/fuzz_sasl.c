@@ -39,14 +39,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     unsigned mech = data[0] % (sizeof(mechs) / sizeof(mechs[0]));
-    unsigned flags = data[1] & 0x1f;
+    unsigned flags = data[1] & 0x7f; /* every SZ_SASL_F_* */
     bool missing_user = data[1] & 0x80;
     data += 2;
     size -= 2;
     static const uint8_t cb_exp[32] = {1, 2, 3};
     static const uint8_t cb_ep[32] = {4, 5, 6};
+    static const uint8_t cb_un[12] = {7, 8, 9};
     sz_sasl_opts_t o = {.flags = flags, .domain = "localhost", .domain_len = 9,
                         .cb_exporter = cb_exp, .cb_endpoint = cb_ep, .cb_endpoint_len = 32,
+                        .cb_unique = cb_un, .cb_unique_len = 12,
                         .secret = (const uint8_t *)"fuzz", .secret_len = 4, .fake_iterations = 2};
     sz_sasl_t *s = sz_sasl_new(&o);
     sz_sasl_out_t out;

@@ -23,17 +23,12 @@ Per library:
   that arrives, its answer that arrives, a clean disconnect; over STARTTLS
   (the default) and Direct TLS (the option).
 - test_roster: the roster get must be answered with a result carrying
-  <query xmlns='jabber:iq:roster'/>. Rosters are not implemented yet: these
-  are xfail(strict) and raise RosterNotAnswered only, so any other failure
-  still fails.
+  <query xmlns='jabber:iq:roster'/> (core/mod/mod_roster.c).
 - test_sendxmpp: go-sendxmpp sends a message to an online slixmpp.
 
-Known failure, recorded as xfail(strict) with LoginRefused: slixmpp 1.8
-by default tries SCRAM-SHA-512-PLUS, -256-PLUS and -1-PLUS with the gs2
-header 'p=tls-unique,,' on TLS 1.3, where tls-unique is undefined and
-which the server does not offer (it offers tls-exporter and
-tls-server-end-point); each is refused with not-authorized, and the third
-failure ends the stream with policy-violation.
+slixmpp 1.8 by default tries SCRAM-SHA-512-PLUS with the gs2 header
+'p=tls-unique,,' on TLS 1.3: the server accepts it (tls.unique_on_tls13,
+on by default), so it logs in at the first attempt.
 
 With SZ_CLIENTS_REPORT=FILE each client run appends one JSON line (the
 library, the transport and its events) to FILE.
@@ -308,18 +303,12 @@ def check_bound(lib, user, events, run):
 # ---- login, presence, message ----------------------------------------------------
 
 LIBS = ["slixmpp", "aioxmpp", "libstrophe", "xmppjs"]
-SLIX_PLUS = pytest.mark.xfail(
-    strict=True, raises=LoginRefused,
-    reason="slixmpp's default SCRAM-*-PLUS sends gs2 'p=tls-unique,,' on TLS 1.3; "
-           "refused (not-authorized x3, then policy-violation)")
-
 
 def lib_params():
     out = []
     for lib in LIBS:
         for tr in ("starttls", "direct"):
-            marks = [SLIX_PLUS] if lib == "slixmpp" else []
-            out.append(pytest.param(lib, tr, id=f"{lib}-{tr}", marks=marks))
+            out.append(pytest.param(lib, tr, id=f"{lib}-{tr}"))
     return out
 
 
@@ -380,23 +369,8 @@ def test_login_message(node, lib, transport):
 
 # ---- roster ------------------------------------------------------------------------
 
-ROSTER_XFAIL = pytest.mark.xfail(strict=True, raises=RosterNotAnswered,
-                                 reason="roster not implemented yet")
-SLIX_ROSTER_XFAIL = pytest.mark.xfail(
-    strict=True, raises=(RosterNotAnswered, LoginRefused),
-    reason="roster not implemented yet; slixmpp's default login is refused (see "
-           "test_login_message)")
 
-
-def roster_params():
-    out = []
-    for lib in LIBS:
-        marks = [SLIX_ROSTER_XFAIL if lib == "slixmpp" else ROSTER_XFAIL]
-        out.append(pytest.param(lib, id=lib, marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("lib", roster_params())
+@pytest.mark.parametrize("lib", LIBS)
 def test_roster(node, lib):
     """The roster as each library asks for it by default, over STARTTLS.
     aioxmpp's is the RosterClient service, which asks while the stream is

@@ -20,8 +20,11 @@ def test_ten_thousand_connections(node):
     nofile = raise_nofile()
     if nofile < N_CONNS + 200:
         pytest.skip(f"RLIMIT_NOFILE hard limit {nofile} is too low for {N_CONNS} client sockets")
-    # Held, never authenticated: lift the per-source budget for them.
-    n = node(reactors=2, listeners=["admin", "c2s"], limits={"max_unauth_per_source": 100000})
+    # Held, never authenticated, silent: lift the per-source budgets (the
+    # backstop and the connection rate) and the first-bytes deadline.
+    n = node(reactors=2, listeners=["admin", "c2s"],
+             limits={"max_unauth_per_source": 100000, "source_rate_per_sec": 0,
+                     "handshake_timeout_ms": 60000})
     base = n.wait_idle()  # the /healthz probe's connection may still be closing
     assert base["accepted"] == 0
 

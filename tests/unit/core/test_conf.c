@@ -89,8 +89,38 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->limits.max_attrs, 64);
     SZ_CHECK_INT(c->limits.max_output_bytes, 1048576);
     SZ_CHECK_INT(c->limits.admin_timeout_ms, 10000);
+    /* Per-source limits shaped for carrier-grade NAT: a high backstop, a
+     * rate with a burst for 1,000 logins, short deadline before the
+     * stream header. */
+    SZ_CHECK_INT(c->limits.max_unauth_per_source, 2000);
+    SZ_CHECK_INT(c->limits.source_rate_per_sec, 100);
+    SZ_CHECK_INT(c->limits.source_burst, 1000);
+    SZ_CHECK_INT(c->limits.handshake_timeout_ms, 10000);
+    SZ_CHECK_INT(c->limits.preauth_timeout_ms, 60000);
+    SZ_CHECK(c->tls.unique_on_tls13);
     sz_conf_free(c);
     sz_conf_free(NULL);
+}
+
+SZ_TEST(tls_section)
+{
+    sz_conf_t *c = parse(ADMIN "tls:\n  unique_on_tls13: false\n"
+                               "limits:\n  source_rate_per_sec: 0\n  source_burst: 1\n"
+                               "  handshake_timeout_ms: 1000\n");
+    SZ_CHECK(c != NULL);
+    if (!c)
+        return;
+    SZ_CHECK(!c->tls.unique_on_tls13);
+    SZ_CHECK_INT(c->limits.source_rate_per_sec, 0);
+    SZ_CHECK_INT(c->limits.source_burst, 1);
+    SZ_CHECK_INT(c->limits.handshake_timeout_ms, 1000);
+    sz_conf_free(c);
+    ERR_IS(ADMIN "tls:\n  unique_on_tls13: maybe\n", 4, "tls.unique_on_tls13",
+           "must be true, false, yes or no");
+    ERR_IS(ADMIN "tls:\n  unique: true\n", 4, "tls.unique", "unknown key");
+    ERR_IS(ADMIN "limits:\n  source_burst: 0\n", 4, "limits.source_burst", "between 1 and");
+    ERR_IS(ADMIN "limits:\n  handshake_timeout_ms: 999\n", 4, "limits.handshake_timeout_ms",
+           "between 1000 and 600000");
 }
 
 SZ_TEST(block_and_flow)
@@ -685,6 +715,7 @@ int main(void)
         return 1;
     }
     SZ_RUN(defaults);
+    SZ_RUN(tls_section);
     SZ_RUN(block_and_flow);
     SZ_RUN(dev_config);
     SZ_RUN(example_config);

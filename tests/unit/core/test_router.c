@@ -1060,7 +1060,7 @@ SZ_TEST(undelivered_bounces_requests)
 int main(void)
 {
     /* The IQs the server answers are modules: the same list stanzad runs. */
-    sz_mod_env_t env = {NULL, NULL};
+    sz_mod_env_t env = {NULL, NULL, NULL};
     sz_mods_register(&env);
     SZ_RUN(full_jid_reaches_only_that_session);
     SZ_RUN(bare_jid_highest_priority);

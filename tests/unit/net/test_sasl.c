@@ -25,6 +25,11 @@ static const uint8_t exporter[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
                                      23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 static const uint8_t endpoint[48] = {0xaa, 0xbb, 0xcc, [47] = 0x99}; /* a SHA-384 */
 static const uint8_t secret[] = "test fake-credential secret";
+/* tls-unique: a TLS 1.2 Finished (12 bytes) or a TLS 1.3 one (32). */
+static const uint8_t unique12[12] = {0x51, 0x52, 0x53, [11] = 0x5c};
+static const uint8_t unique13[32] = {0x61, 0x62, [31] = 0x7f};
+static const uint8_t *unique_data = unique12;
+static size_t unique_len = sizeof unique12;
 
 static sz_sasl_opts_t opts_for(unsigned flags)
 {
@@ -35,6 +40,8 @@ static sz_sasl_opts_t opts_for(unsigned flags)
         .cb_exporter = exporter,
         .cb_endpoint = endpoint,
         .cb_endpoint_len = sizeof endpoint,
+        .cb_unique = unique_data,
+        .cb_unique_len = unique_len,
         .secret = secret,
         .secret_len = sizeof secret - 1,
         .fake_iterations = 4096,
@@ -332,6 +339,124 @@ SZ_TEST(scram_plus)
                            SZ_SASL_CREDS_FOUND, &out, &c),
                  SZ_SASL_SUCCESS);
     sz_sasl_free(s);
+}
+
+SZ_TEST(tls_unique)
+{
+    static const struct {
+        const char *mech;
+        enum sz_hash h;
+    } m[] = {{"SCRAM-SHA-1-PLUS", SZ_HASH_SHA1},
+             {"SCRAM-SHA-256-PLUS", SZ_HASH_SHA256},
+             {"SCRAM-SHA-512-PLUS", SZ_HASH_SHA512}};
+    const unsigned tls12 = SZ_SASL_F_TLS | SZ_SASL_F_CB_ENDPOINT | SZ_SASL_F_CB_UNIQUE;
+    const unsigned tls13_on = TLS_CB | SZ_SASL_F_CB_UNIQUE | SZ_SASL_F_CB_UNLISTED;
+    sz_sasl_t *s;
+    sz_sasl_out_t out;
+    struct client c;
+    char buf[SZ_SASL_CB_XML_MAX];
+
+    /* TLS 1.2 (RFC 5929 §3): listed in XEP-0440 and accepted. */
+    sz_sasl_cb_types(tls12, buf, sizeof buf);
+    SZ_CHECK_STR(buf, "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
+                      "<channel-binding type='tls-server-end-point'/>"
+                      "<channel-binding type='tls-unique'/>"
+                      "</sasl-channel-binding>");
+    /* tls-unique alone is enough to offer -PLUS */
+    SZ_CHECK(sz_sasl_mech_mask(SZ_SASL_F_TLS | SZ_SASL_F_CB_UNIQUE) &
+             (1u << SZ_SASL_SCRAM_SHA_256_PLUS));
+    for (size_t i = 0; i < 3; i++) {
+        SZ_CHECK_INT(run_scram(&s, tls12, m[i].mech, m[i].h, "p=tls-unique,,", unique12, 12,
+                               "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                     SZ_SASL_SUCCESS);
+        SZ_CHECK(out_eq(&out, c.expect_v));
+        sz_sasl_free(s);
+    }
+    /* other data under its name: the bindings do not match */
+    SZ_CHECK_INT(run_scram(&s, tls12, "SCRAM-SHA-256-PLUS", SZ_HASH_SHA256, "p=tls-unique,,",
+                           endpoint, 12, "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK_INT(out.err, SZ_SASL_ERR_NOT_AUTHORIZED);
+    SZ_CHECK_STR(out.scram_error, "e=channel-bindings-dont-match");
+    SZ_CHECK(!out.counts);
+    sz_sasl_free(s);
+    /* c= naming another gs2 header than the client-first message had */
+    SZ_CHECK_INT(run_scram(&s, tls12, "SCRAM-SHA-256-PLUS", SZ_HASH_SHA256, "p=tls-unique,,",
+                           unique12, 12, "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_SUCCESS);
+    sz_sasl_free(s);
+    {
+        sz_sasl_opts_t o = opts_for(tls12);
+        s = sz_sasl_new(&o);
+        c = (struct client){.h = SZ_HASH_SHA256, .password = "pencil", .cb = unique12,
+                            .cb_len = 12};
+        char cf[512];
+        c_first(&c, "p=tls-unique,,", "user", "nonce9", cf);
+        SZ_CHECK_INT(start_s(s, "SCRAM-SHA-256-PLUS", cf, &out), SZ_SASL_NEED_CREDS);
+        SZ_CHECK_INT(sz_sasl_creds(s, SZ_SASL_CREDS_FOUND, &creds_pencil, &out),
+                     SZ_SASL_CONTINUE);
+        snprintf(c.gs2, sizeof c.gs2, "p=tls-server-end-point,,");
+        c_final(&c, out.data, out.len, NULL);
+        SZ_CHECK_INT(step_s(s, c.final, &out), SZ_SASL_FAILURE);
+        SZ_CHECK_STR(out.scram_error, "e=channel-bindings-dont-match");
+        sz_sasl_free(s);
+    }
+
+    /* TLS 1.3 with tls.unique_on_tls13 (the default): accepted with the
+     * client's Finished, never listed (RFC 9266 §1). */
+    unique_data = unique13;
+    unique_len = sizeof unique13;
+    sz_sasl_cb_types(tls13_on, buf, sizeof buf);
+    SZ_CHECK_STR(buf, "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
+                      "<channel-binding type='tls-exporter'/>"
+                      "<channel-binding type='tls-server-end-point'/>"
+                      "</sasl-channel-binding>");
+    for (size_t i = 0; i < 3; i++) {
+        SZ_CHECK_INT(run_scram(&s, tls13_on, m[i].mech, m[i].h, "p=tls-unique,,", unique13, 32,
+                               "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                     SZ_SASL_SUCCESS);
+        SZ_CHECK(out_eq(&out, c.expect_v));
+        sz_sasl_free(s);
+    }
+    /* ... the other types still work beside it */
+    SZ_CHECK_INT(run_scram(&s, tls13_on, "SCRAM-SHA-512-PLUS", SZ_HASH_SHA512, "p=tls-exporter,,",
+                           exporter, 32, "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_SUCCESS);
+    sz_sasl_free(s);
+
+    /* TLS 1.3 with it off: RFC 5802 §7 unsupported-channel-binding-type,
+     * before any credential work, and it does not count. */
+    SZ_CHECK_INT(run_scram(&s, TLS_CB, "SCRAM-SHA-512-PLUS", SZ_HASH_SHA512, "p=tls-unique,,",
+                           unique13, 32, "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK_INT(out.err, SZ_SASL_ERR_NOT_AUTHORIZED);
+    SZ_CHECK_STR(out.scram_error, "e=unsupported-channel-binding-type");
+    SZ_CHECK(!out.counts);
+    sz_sasl_free(s);
+    /* the flag without data, or data without the flag: not usable */
+    {
+        sz_sasl_opts_t o = opts_for(tls13_on);
+        o.cb_unique = NULL;
+        s = sz_sasl_new(&o);
+        SZ_CHECK_INT(start_s(s, "SCRAM-SHA-256-PLUS", "p=tls-unique,,n=user,r=abc", &out),
+                     SZ_SASL_FAILURE);
+        SZ_CHECK_STR(out.scram_error, "e=unsupported-channel-binding-type");
+        sz_sasl_free(s);
+        o = opts_for(TLS_CB);
+        s = sz_sasl_new(&o);
+        SZ_CHECK_INT(start_s(s, "SCRAM-SHA-256-PLUS", "p=tls-unique,,n=user,r=abc", &out),
+                     SZ_SASL_FAILURE);
+        SZ_CHECK_STR(out.scram_error, "e=unsupported-channel-binding-type");
+        sz_sasl_free(s);
+    }
+    /* an unknown type */
+    SZ_CHECK_INT(run_scram(&s, tls13_on, "SCRAM-SHA-256-PLUS", SZ_HASH_SHA256, "p=tls-foo,,",
+                           unique13, 32, "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK_STR(out.scram_error, "e=unsupported-channel-binding-type");
+    sz_sasl_free(s);
+    unique_data = unique12;
+    unique_len = sizeof unique12;
 }
 
 SZ_TEST(downgrade)
@@ -1002,6 +1127,89 @@ SZ_TEST(plain_policy_and_prep)
 /* ------------------------------------------------------------------------ */
 /* Feature lists                                                            */
 
+/* Which failures use up the retry budget (sz_sasl_out_t.counts): only
+ * those about the credentials. */
+SZ_TEST(failure_kinds)
+{
+    sz_sasl_t *s;
+    sz_sasl_out_t out;
+    struct client c;
+    char user[64];
+
+    /* wrong password, SCRAM and PLAIN; an unknown user; a disabled
+     * account (after the proof): count */
+    SZ_CHECK_INT(run_scram(&s, SZ_SASL_F_TLS, "SCRAM-SHA-256", SZ_HASH_SHA256, "n,,", NULL, 0,
+                           "user", "wrong", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK(out.counts && out.err == SZ_SASL_ERR_NOT_AUTHORIZED && !out.scram_error);
+    sz_sasl_free(s);
+    SZ_CHECK_INT(run_scram(&s, SZ_SASL_F_TLS, "SCRAM-SHA-256", SZ_HASH_SHA256, "n,,", NULL, 0,
+                           "nobody", "pencil", SZ_SASL_CREDS_NOT_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK(out.counts);
+    sz_sasl_free(s);
+    SZ_CHECK_INT(run_scram(&s, SZ_SASL_F_TLS, "SCRAM-SHA-256", SZ_HASH_SHA256, "n,,", NULL, 0,
+                           "user", "pencil", SZ_SASL_CREDS_DISABLED, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK(out.counts && out.err == SZ_SASL_ERR_ACCOUNT_DISABLED);
+    sz_sasl_free(s);
+    SZ_CHECK_INT(plain(SZ_SASL_F_TLS, "\0user\0wrong", 11, SZ_SASL_CREDS_FOUND, &creds_pencil,
+                       &out, user),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK(out.counts && out.err == SZ_SASL_ERR_NOT_AUTHORIZED);
+    /* negotiation: the mechanism, TLS policy, channel binding; syntax,
+     * abort, storage: do not count */
+    static const struct {
+        unsigned flags;
+        const char *mech, *ir;
+        enum sz_sasl_err err;
+        const char *e;
+    } t[] = {
+        {TLS_CB, "DIGEST-MD5", "n,,n=user,r=abc", SZ_SASL_ERR_INVALID_MECHANISM, NULL},
+        {0, "PLAIN", "\0user\0pencil", SZ_SASL_ERR_ENCRYPTION_REQUIRED, NULL},
+        {SZ_SASL_F_TLS | SZ_SASL_F_NO_SHA1, "SCRAM-SHA-1", "n,,n=user,r=abc",
+         SZ_SASL_ERR_MECHANISM_TOO_WEAK, NULL},
+        {TLS_CB, "SCRAM-SHA-256", "y,,n=user,r=abc", SZ_SASL_ERR_NOT_AUTHORIZED,
+         "e=server-does-support-channel-binding"},
+        {SZ_SASL_F_TLS | SZ_SASL_F_CB_ENDPOINT, "SCRAM-SHA-256-PLUS",
+         "p=tls-exporter,,n=user,r=abc", SZ_SASL_ERR_NOT_AUTHORIZED,
+         "e=unsupported-channel-binding-type"},
+        {TLS_CB, "SCRAM-SHA-256-PLUS", "n,,n=user,r=abc", SZ_SASL_ERR_MALFORMED_REQUEST, NULL},
+        {TLS_CB, "SCRAM-SHA-256", "p=tls-exporter,,n=user,r=abc", SZ_SASL_ERR_MALFORMED_REQUEST,
+         NULL},
+        {TLS_CB, "SCRAM-SHA-256", "n,a=other@example.com,n=user,r=abc",
+         SZ_SASL_ERR_INVALID_AUTHZID, NULL},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        sz_sasl_opts_t o = opts_for(t[i].flags);
+        s = sz_sasl_new(&o);
+        size_t len = t[i].ir[0] ? strlen(t[i].ir) : 1 + strlen(t[i].ir + 1) + 1 + 6;
+        SZ_CHECK_INT(sz_sasl_start(s, t[i].mech, strlen(t[i].mech), (const uint8_t *)t[i].ir, len,
+                                   &out),
+                     SZ_SASL_FAILURE);
+        if (out.err != t[i].err || out.counts)
+            printf("# case %zu\n", i);
+        SZ_CHECK_INT(out.err, t[i].err);
+        SZ_CHECK(!out.counts);
+        if (t[i].e)
+            SZ_CHECK_STR(out.scram_error, t[i].e);
+        else
+            SZ_CHECK(out.scram_error == NULL);
+        sz_sasl_free(s);
+    }
+    sz_sasl_opts_t o = opts_for(SZ_SASL_F_TLS);
+    s = sz_sasl_new(&o);
+    SZ_CHECK_INT(start_s(s, "SCRAM-SHA-256", NULL, &out), SZ_SASL_CONTINUE);
+    SZ_CHECK_INT(sz_sasl_fail(s, SZ_SASL_ERR_ABORTED, &out), SZ_SASL_FAILURE);
+    SZ_CHECK(!out.counts);
+    sz_sasl_free(s);
+    s = sz_sasl_new(&o);
+    SZ_CHECK_INT(start_s(s, "SCRAM-SHA-256", "n,,n=user,r=abc", &out), SZ_SASL_NEED_CREDS);
+    SZ_CHECK_INT(sz_sasl_creds(s, SZ_SASL_CREDS_UNAVAILABLE, NULL, &out), SZ_SASL_FAILURE);
+    SZ_CHECK(!out.counts && out.err == SZ_SASL_ERR_TEMPORARY_AUTH_FAILURE);
+    sz_sasl_free(s);
+}
+
 SZ_TEST(mechs)
 {
     char buf[SZ_SASL_MECHS_XML_MAX];
@@ -1147,6 +1355,8 @@ int main(void)
     SZ_RUN(rfc7677_sha256);
     SZ_RUN(scram_all_hashes);
     SZ_RUN(scram_plus);
+    SZ_RUN(tls_unique);
+    SZ_RUN(failure_kinds);
     SZ_RUN(downgrade);
     SZ_RUN(no_initial_response);
     SZ_RUN(username_escapes);

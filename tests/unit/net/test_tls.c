@@ -243,6 +243,10 @@ struct pair {
     bool echo;         /* the server echoes what it receives */
     int refuse_output; /* io.cipher fails with this */
     int stop_plain;    /* io.plain returns -1 */
+    uint8_t fin[64];   /* io.finished: the TLS 1.3 tls-unique value */
+    size_t fin_len;
+    int fin_calls, fin_after_hs;
+    bool no_finished_cb; /* run with an io that has no finished callback */
 };
 
 static int srv_cipher(void *ud, const void *p, size_t n)
@@ -278,7 +282,21 @@ static int srv_handshake(void *ud, sz_tls_t *t)
     return 0;
 }
 
-static const sz_tls_io_t srv_io = {srv_cipher, srv_plain, srv_handshake};
+static void srv_finished(void *ud, const uint8_t *p, size_t n)
+{
+    struct pair *pp = ud;
+    pp->fin_calls++;
+    if (pp->hs_calls)
+        pp->fin_after_hs++;
+    SZ_CHECK(n > 0 && n <= sizeof pp->fin);
+    if (n <= sizeof pp->fin) {
+        memcpy(pp->fin, p, n);
+        pp->fin_len = n;
+    }
+}
+
+static const sz_tls_io_t srv_io = {srv_cipher, srv_plain, srv_handshake, srv_finished};
+static const sz_tls_io_t srv_io_nofin = {srv_cipher, srv_plain, srv_handshake, NULL};
 
 static SSL_SESSION *last_session;
 
@@ -352,7 +370,8 @@ static int feed_server(struct pair *pp, size_t chunk)
             break;
         for (size_t off = 0; off < (size_t)n; off += chunk) {
             size_t k = (size_t)n - off < chunk ? (size_t)n - off : chunk;
-            int r = sz_tls_input(pp->srv, buf + off, k, &srv_io, pp);
+            int r = sz_tls_input(pp->srv, buf + off, k, pp->no_finished_cb ? &srv_io_nofin : &srv_io,
+                                 pp);
             if (r < 0)
                 return r;
             flags |= r;
@@ -873,6 +892,114 @@ SZ_TEST(channel_binding)
     sz_tls_ctx_unref(x);
 }
 
+/* The client's view of the two Finished messages, from its own message
+ * callback. */
+struct fins {
+    uint8_t sent[64], got[64];
+    size_t sent_len, got_len;
+};
+
+static void client_msg(int is_write, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    struct fins *f = arg;
+    const uint8_t *p = buf;
+    if (content_type != SSL3_RT_HANDSHAKE || len < 4 || p[0] != SSL3_MT_FINISHED || len - 4 > 64)
+        return;
+    memcpy(is_write ? f->sent : f->got, p + 4, len - 4);
+    *(is_write ? &f->sent_len : &f->got_len) = len - 4;
+}
+
+/* A handshake with the client's Finished messages recorded into <f>. */
+static void pair_fins(struct pair *pp, SSL_CTX *cc, sz_tls_ctx_t *x, SSL_SESSION *resume,
+                      struct fins *f, size_t chunk)
+{
+    memset(f, 0, sizeof *f);
+    pair_init(pp, cc, x, SZ_TLS_STARTTLS, "a.example", NULL, 0, resume);
+    CLIENT({
+        SSL_set_msg_callback(pp->cli, client_msg);
+        SSL_set_msg_callback_arg(pp->cli, f);
+    });
+    SZ_CHECK_INT(handshake(pp, chunk), 0);
+}
+
+SZ_TEST(tls_unique)
+{
+    sz_tls_ctx_t *x = main_ctx();
+    SSL_CTX *cc = client_ctx(TLS1_3_VERSION), *cc12 = client_ctx(TLS1_2_VERSION);
+    struct pair pp;
+    struct fins f;
+    uint8_t u[SZ_TLS_CB_UNIQUE_MAX_BYTES], cu[64];
+    size_t ulen = 0, culen = 0;
+
+    /* TLS 1.3, full handshake: the client's Finished (what OpenSSL's
+     * SSL_get_finished gives the client), passed on once, before the
+     * handshake callback; fed whole and byte by byte. */
+    for (size_t chunk = SIZE_MAX; chunk; chunk = chunk == 1 ? 0 : 1) {
+        SSL_SESSION_free(last_session);
+        last_session = NULL;
+        pair_fins(&pp, cc, x, NULL, &f, chunk);
+        SZ_CHECK(!sz_tls_resumed(pp.srv));
+        SZ_CHECK_INT(pp.fin_calls, 1);
+        SZ_CHECK_INT(pp.fin_after_hs, 0);
+        SZ_CHECK_INT(f.sent_len, 32); /* SHA-256 suites: a 32-byte verify_data */
+        SZ_CHECK(pp.fin_len == f.sent_len && memcmp(pp.fin, f.sent, f.sent_len) == 0);
+        SZ_CHECK(memcmp(f.sent, f.got, 32) != 0);
+        /* RFC 9266 §1: no standard tls-unique on TLS 1.3. */
+        SZ_CHECK_INT(sz_tls_cb_unique(pp.srv, u, &ulen), -ENOTSUP);
+        /* Nothing more after the handshake (the callback is gone). */
+        roundtrip(&pp, "<presence/>", SIZE_MAX);
+        SZ_CHECK_INT(pp.fin_calls, 1);
+        pair_free(&pp);
+    }
+    /* TLS 1.3, resumed: the server's Finished, as OpenSSL takes
+     * SSL_get_peer_finished on a resumed client. */
+    SZ_CHECK(last_session != NULL);
+    SSL_SESSION *s13 = last_session;
+    last_session = NULL;
+    pair_fins(&pp, cc, x, s13, &f, SIZE_MAX);
+    SZ_CHECK(sz_tls_resumed(pp.srv));
+    SZ_CHECK_INT(pp.fin_calls, 1);
+    SZ_CHECK(f.got_len > 0 && pp.fin_len == f.got_len && memcmp(pp.fin, f.got, f.got_len) == 0);
+    pair_free(&pp);
+    CLIENT(SSL_SESSION_free(s13));
+
+    /* No finished callback: nothing breaks. */
+    memset(&pp, 0, sizeof pp);
+    pair_init(&pp, cc, x, SZ_TLS_STARTTLS, "a.example", NULL, 0, NULL);
+    pp.no_finished_cb = true;
+    SZ_CHECK_INT(handshake(&pp, SIZE_MAX), 0);
+    SZ_CHECK_INT(pp.fin_calls, 0);
+    pair_free(&pp);
+
+    /* TLS 1.2 (extended master secret, BoringSSL's default): RFC 5929
+     * tls-unique from sz_tls_cb_unique, equal to the client's; no callback.
+     * Full handshake, then resumed (the server's Finished comes first). */
+    SSL_SESSION_free(last_session);
+    last_session = NULL;
+    SZ_CHECK_INT(sz_tls_cb_unique(pp.srv = sz_tls_new(x, SZ_TLS_STARTTLS), u, &ulen), -EAGAIN);
+    sz_tls_free(pp.srv);
+    for (int resumed = 0; resumed < 2; resumed++) {
+        SSL_SESSION *s12 = resumed ? last_session : NULL;
+        if (resumed)
+            last_session = NULL;
+        pair_fins(&pp, cc12, x, s12, &f, SIZE_MAX);
+        SZ_CHECK(sz_tls_resumed(pp.srv) == (resumed != 0));
+        SZ_CHECK_INT(pp.fin_calls, 0);
+        SZ_CHECK_INT(sz_tls_cb_unique(pp.srv, u, &ulen), 0);
+        CLIENT(SZ_CHECK(SSL_get_tls_unique(pp.cli, cu, &culen, sizeof cu)));
+        SZ_CHECK_INT(ulen, 12);
+        SZ_CHECK(ulen == culen && memcmp(u, cu, ulen) == 0);
+        SZ_CHECK(memcmp(u, resumed ? f.got : f.sent, 12) == 0);
+        pair_free(&pp);
+        if (s12)
+            CLIENT(SSL_SESSION_free(s12));
+    }
+    client_ctx_free(cc);
+    client_ctx_free(cc12);
+    sz_tls_ctx_unref(x);
+}
+
 SZ_TEST(resumption)
 {
     sz_tls_ctx_t *x = main_ctx();
@@ -1224,6 +1351,7 @@ int main(void)
     SZ_RUN(corrupt_record);
     SZ_RUN(garbage);
     SZ_RUN(channel_binding);
+    SZ_RUN(tls_unique);
     SZ_RUN(resumption);
     SZ_RUN(key_update);
     SZ_RUN(callbacks_stop_and_refuse);

@@ -285,6 +285,7 @@ static void rm_rf(const char *dir)
 
 int main(int argc, char **argv)
 {
+    sz_log_set_level(SZ_LOG_WARN);
     if (argc == 4 && strcmp(argv[1], "--child-open") == 0) {
         for (int i = 0; i < 10000 && access(argv[3], F_OK) < 0; i++)
             usleep(100);
@@ -292,7 +293,6 @@ int main(int argc, char **argv)
         sz_store_close(s);
         return s ? 0 : 1;
     }
-    sz_log_set_level(SZ_LOG_WARN);
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sz_sqlite_XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
