@@ -747,11 +747,11 @@ out:
  * of <owner>. */
 struct ritem {
     unsigned line;
-    sz_jid_t *owner;  /* NULL: the line is bad (<msg>) */
-    char *contact;    /* normalized bare JID */
+    sz_jid_t *owner; /* NULL: the line is bad (<msg>) */
+    char *contact;   /* normalized bare JID */
     enum sz_store_sub sub;
-    char *msg;        /* why the line is bad, or why its write failed */
-    int res;          /* store result of its put */
+    char *msg; /* why the line is bad, or why its write failed */
+    int res;   /* store result of its put */
 };
 
 struct rimport {
@@ -903,8 +903,8 @@ static int cmd_import_rosters(struct ctl *c, const char *path)
         else if (e->res == -ENOENT)
             fprintf(stderr, "%s:%u: no such user %s\n", path, e->line, owner);
         else if (e->res == -ENOSPC)
-            fprintf(stderr, "%s:%u: the roster of %s is full (limits.max_roster_items %u)\n",
-                    path, e->line, owner, c->conf->limits.max_roster_items);
+            fprintf(stderr, "%s:%u: the roster of %s is full (limits.max_roster_items %u)\n", path,
+                    e->line, owner, c->conf->limits.max_roster_items);
         else if (e->res < 0)
             fprintf(stderr, "%s:%u: %s not written: %s\n", path, e->line, e->contact,
                     store_err(e->res));

@@ -283,8 +283,8 @@ static void on_server_iq(sb_thread_t *t, sb_sess_t *s, const char *span, size_t 
     char q2 = from->off && memchr(span + from->off, '\'', from->len) ? '"' : '\'';
     char buf[1600];
     int n;
-    bool push = root && attr_is(span, h, SZ_XML_A_TYPE, "set") &&
-                sz_xml_child(root, "query", NS_ROSTER);
+    bool push =
+        root && attr_is(span, h, SZ_XML_A_TYPE, "set") && sz_xml_child(root, "query", NS_ROSTER);
     /* a roster push comes from our own account, often without 'from'
      * (RFC 6121 §2.1.6): the answer then has no 'to' */
     char to[1100] = "";
@@ -347,8 +347,7 @@ static bool on_timed(sb_thread_t *t, const char *span, size_t len, const char *t
  * --broadcast each roster must hold the <contacts> items provisioned
  * (`stanza-bench provision --contacts`), or the run measures another
  * fan-out than it says. */
-static void on_roster_result(sb_thread_t *t, const char *span, size_t len,
-                             const sz_xml_head_t *h)
+static void on_roster_result(sb_thread_t *t, const char *span, size_t len, const sz_xml_head_t *h)
 {
     sz_xml_tree_t *tr = sz_xml_tree_parse(span, len, h->scope);
     const sz_xml_node_t *root = tr ? sz_xml_tree_root(tr) : NULL;
@@ -628,10 +627,10 @@ void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t
         /* RFC 6121 §4.4: no 'to'; the server sends it to every contact
          * with subscription from or both */
         char pb[256];
-        int n = snprintf(pb, sizeof(pb),
-                         "<presence id='p%llu'><status>" BODY_TAG "%llu %llu</status></presence>",
-                         (unsigned long long)seq, (unsigned long long)when,
-                         (unsigned long long)seq);
+        int n =
+            snprintf(pb, sizeof(pb),
+                     "<presence id='p%llu'><status>" BODY_TAG "%llu %llu</status></presence>",
+                     (unsigned long long)seq, (unsigned long long)when, (unsigned long long)seq);
         send_stanza(t, s, pb, (size_t)n);
         return;
     }
