@@ -35,11 +35,9 @@
 #include "net/sm.h"
 #include "net/tls.h"
 
-#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
 #define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_PING    "urn:xmpp:ping"
 
 const sz_conf_t *c2s_conf;
@@ -170,7 +168,7 @@ static bool over_cap(struct c2s *cs, size_t n)
     if (cs->stage == ST_CLOSED || cs->c->out_bytes + n + OUTPUT_HEADROOM <= cap)
         return false;
     SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, output_overflow, 1);
-    c2s_stream_error(cs, "policy-violation");
+    c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     return true;
 }
 
@@ -265,7 +263,7 @@ static void idle_check(struct c2s *cs)
     if (cs->flags & F_PINGED) {
         SZ_STAT_ADD(&r->stats, idle_timeouts, 1);
         SZ_DEBUG("msg=\"idle stream timed out\" conn=%llu", (unsigned long long)cs->c->id);
-        c2s_stream_error(cs, "connection-timeout");
+        c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
         return;
     }
     uint32_t idle = SZ_CONF_LIMIT(c2s_conf, idle_timeout_ms);
@@ -415,18 +413,18 @@ static void forget_unbind(struct c2s *cs)
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
  * then closes after the output is flushed. <app> (trusted XML, short) is
  * an application-specific condition (§4.9.4) or NULL. */
-void c2s_stream_error_app(struct c2s *cs, const char *cond, const char *app)
+void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *app)
 {
     if (cs->stage == ST_CLOSED)
         return;
     if (!(cs->flags & F_HEADER_SENT))
         send_header(cs);
     char buf[384];
-    int n = snprintf(buf, sizeof(buf),
-                     "<stream:error><%s xmlns='" NS_STREAMS "'/>%s</stream:error></stream:stream>",
-                     cond, app ? app : "");
-    c2s_raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
-    SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id, cond);
+    int n = sz_stream_err_format(buf, sizeof(buf), cond, app);
+    if (n > 0)
+        c2s_raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
+    SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id,
+             sz_stream_err_name(cond));
     cs->stage = ST_CLOSED;
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
@@ -434,7 +432,7 @@ void c2s_stream_error_app(struct c2s *cs, const char *cond, const char *app)
     end_session(cs);
 }
 
-void c2s_stream_error(struct c2s *cs, const char *cond)
+void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond)
 {
     c2s_stream_error_app(cs, cond, NULL);
 }
@@ -461,7 +459,8 @@ static void send_header_and_features(struct c2s *cs)
         n += sz_hooks_stream_features(true, cs->host, buf + n, sizeof(buf) - n);
     } else {
         bool tls_required = c2s_listener(cs)->kind == SZ_LISTEN_C2S &&
-                            c2s_listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
+                            c2s_listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
+                            !(cs->flags & F_TLS);
         if (tls_offered(cs))
             n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
                                   tls_required ? "<required/>" : "");
@@ -483,7 +482,8 @@ static void send_header_and_features(struct c2s *cs)
 static int host_of(const char *d, size_t len)
 {
     for (size_t i = 0; i < c2s_conf->nhosts; i++)
-        if (strlen(c2s_conf->hosts[i].domain) == len && memcmp(c2s_conf->hosts[i].domain, d, len) == 0)
+        if (strlen(c2s_conf->hosts[i].domain) == len &&
+            memcmp(c2s_conf->hosts[i].domain, d, len) == 0)
             return (int)i;
     return -1;
 }
@@ -492,7 +492,7 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 {
     struct c2s *cs = ud;
     if (cs->stage != ST_HEADER) {
-        c2s_stream_error(cs, "not-well-formed");
+        c2s_stream_error(cs, SZ_STREAM_NOT_WELL_FORMED);
         return 1;
     }
     /* 'to' names the served domain (RFC 6120 §4.7.2). */
@@ -513,14 +513,14 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
     if (host < 0 || ((cs->flags & (F_TLS | F_AUTHED)) && host != cs->host)) {
         if (host >= 0)
             cs->host = (uint8_t)host;
-        c2s_stream_error(cs, "host-unknown");
+        c2s_stream_error(cs, SZ_STREAM_HOST_UNKNOWN);
         return 1;
     }
     cs->host = (uint8_t)host;
     /* version: absent means pre-1.0 (RFC 6120 §4.7.5), which we do not speak. */
     const sz_xml_str_t *v = &h->attr[SZ_XML_A_VERSION];
     if (!v->off || v->len < 3 || span[v->off] != '1' || span[v->off + 1] != '.') {
-        c2s_stream_error(cs, "unsupported-version");
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_VERSION);
         return 1;
     }
     cs->stage = ST_OPEN;
@@ -533,26 +533,22 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 
 /* ---- binding ------------------------------------------------------------- */
 
-/* An iq result or error for request id <id> (decoded; NULL: none), built
- * with the escaping builder. <inner> is trusted serialized XML or NULL;
- * <etype>/<cond> make it an error. */
+/* A <kind> result or error for request id <id> (decoded; NULL: none),
+ * straight to the client, built with the escaping builder. <inner> is
+ * trusted serialized XML or NULL; <e> makes it a stanza error. */
 static void answer(struct c2s *cs, const char *kind, const char *id, size_t idlen,
-                   const char *inner, const char *etype, const char *cond)
+                   const char *inner, enum sz_stanza_err e)
 {
     sz_xb_t xb;
     sz_xb_init(&xb, 256);
     sz_xb_start(&xb, kind, NULL);
-    sz_xb_attr(&xb, "type", cond ? "error" : "result");
+    sz_xb_attr(&xb, "type", e ? "error" : "result");
     if (id)
         sz_xb_attr_n(&xb, "id", id, idlen);
     if (inner)
         sz_xb_raw(&xb, inner, strlen(inner));
-    if (cond) {
-        sz_xb_start(&xb, "error", NULL);
-        sz_xb_attr(&xb, "type", etype);
-        sz_xb_empty(&xb, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
-        sz_xb_end(&xb);
-    }
+    if (e)
+        sz_stanza_err_build(&xb, e, SZ_STANZA_ERRT_DEFAULT);
     sz_xb_end(&xb);
     char *xml;
     size_t len;
@@ -563,35 +559,30 @@ static void answer(struct c2s *cs, const char *kind, const char *id, size_t idle
     }
 }
 
-static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *inner,
-                      const char *etype, const char *cond)
-{
-    answer(cs, "iq", id, idlen, inner, etype, cond);
-}
-
-/* A stanza error for <st> (any kind) straight to the client. */
-static void stanza_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+/* The answer to <st> (any kind, with its id): a result with <inner> or,
+ * when <e> is set, a stanza error. Every error c2s answers itself has the
+ * type RFC 6120 §8.3.3 pairs with its condition. */
+static void answer_to(struct c2s *cs, const sz_stanza_t *st, const char *inner,
+                      enum sz_stanza_err e)
 {
     static const char *const kinds[] = {"message", "presence", "iq"};
     char id[1024];
     ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
     enum sz_stanza_kind k = sz_stanza_kind(st);
     answer(cs, kinds[k <= SZ_STANZA_IQ ? k : SZ_STANZA_IQ], il >= 0 ? id : NULL,
-           il >= 0 ? (size_t)il : 0, NULL, type, cond);
+           il >= 0 ? (size_t)il : 0, inner, e);
 }
 
+/* An iq result for <st>, with <inner> (trusted XML) or NULL. */
 static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
 {
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, inner, NULL, NULL);
+    answer_to(cs, st, inner, 0);
 }
 
-static void iq_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+/* Stanza error <e> for <st> (any kind) straight to the client. */
+static void stanza_error(struct c2s *cs, const sz_stanza_t *st, enum sz_stanza_err e)
 {
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, NULL, type, cond);
+    answer_to(cs, st, NULL, e);
 }
 
 static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *bind)
@@ -599,7 +590,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     sz_reactor_t *r = sz_conn_reactor(cs->c);
     if (sz_router_home(cs->authed, r->n) != r->id) {
         /* The move to the home reactor failed (no free slot there). */
-        c2s_stream_error(cs, "resource-constraint");
+        c2s_stream_error(cs, SZ_STREAM_RESOURCE_CONSTRAINT);
         return;
     }
     const sz_xml_node_t *res = sz_xml_child(bind, "resource", NS_BIND);
@@ -614,7 +605,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     }
     sz_jid_t *full = NULL;
     if (sz_jid_with_resource(cs->authed, rtext, rl, &full) < 0) {
-        iq_error(cs, st, "modify", "bad-request"); /* RFC 6120 §7.7.2.1 */
+        stanza_error(cs, st, SZ_STANZA_ERR_BAD_REQUEST); /* RFC 6120 §7.7.2.1 */
         return;
     }
     cs->sess.jid = full;
@@ -624,8 +615,9 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     sz_jid_free(cs->authed);
     cs->authed = NULL;
     watch_idle(cs);
+    /* RFC 6120 §7.7.2.2: the new one wins. */
     if (old)
-        old->ops->kick(old, "conflict"); /* RFC 6120 §7.7.2.2: the new one wins */
+        old->ops->kick(old, sz_stream_err_name(SZ_STREAM_CONFLICT));
     size_t fl;
     const char *fj = sz_jid_full(full, &fl);
     sz_xb_t xb;
@@ -662,7 +654,7 @@ static sz_stanza_t *stamp_from(struct c2s *cs, sz_stanza_t *st)
             !(sz_jid_full_eq(j, cs->sess.jid) ||
               (sz_jid_is_bare(j) && sz_jid_bare_eq(j, cs->sess.jid)))) {
             sz_stanza_unref(st);
-            c2s_stream_error(cs, "invalid-from");
+            c2s_stream_error(cs, SZ_STREAM_INVALID_FROM);
             return NULL;
         }
     }
@@ -690,7 +682,7 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
             ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
             bool is_error = tn == 5 && memcmp(type, "error", 5) == 0;
             if (!is_error)
-                stanza_error(cs, st, "modify", "jid-malformed");
+                stanza_error(cs, st, SZ_STANZA_ERR_JID_MALFORMED);
             sz_stanza_unref(st);
             return;
         }
@@ -707,11 +699,7 @@ static void pre_answer(void *p, const char *id, size_t idlen, const char *inner,
     struct c2s *cs = p;
     if ((cs->flags & F_ORPHAN) || cs->stage == ST_CLOSED)
         return;
-    if (e)
-        iq_answer(cs, id, idlen, NULL, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
-                  sz_stanza_err_name(e));
-    else
-        iq_answer(cs, id, idlen, inner, NULL, NULL);
+    answer(cs, "iq", id, idlen, e ? NULL : inner, e);
 }
 
 static bool pre_hold(void *p)
@@ -751,11 +739,11 @@ static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
     bool get = tn == 3 && memcmp(type, "get", 3) == 0, set = tn == 3 && memcmp(type, "set", 3) == 0;
     sz_iq_fn fn = sz_hooks_iq_find(payload, SZ_IQ_PREAUTH);
     if (!fn) {
-        c2s_stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         return;
     }
     if (!get && !set) {
-        iq_error(cs, st, "modify", "bad-request");
+        stanza_error(cs, st, SZ_STANZA_ERR_BAD_REQUEST);
         return;
     }
     const sz_conf_listen_t *l = c2s_listener(cs);
@@ -766,11 +754,9 @@ static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
                          .kind = SZ_STANZA_IQ, .type = get ? "get" : "set", .pre = &pre};
     int ret = fn(&ctx, payload, set);
     if (ret == SZ_PASS) {
-        c2s_stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
     } else if (ret < 0) {
-        enum sz_stanza_err e = (enum sz_stanza_err)-ret;
-        iq_error(cs, st, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
-                 sz_stanza_err_name(e));
+        stanza_error(cs, st, (enum sz_stanza_err)-ret);
     }
 }
 
@@ -807,7 +793,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
-        c2s_stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         return 1;
     }
     if (h->ns_id == SZ_XML_NS_SM) {
@@ -815,8 +801,9 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         return cs->stage == ST_OPEN ? 0 : 1;
     }
     if (h->ns_id != SZ_XML_NS_CLIENT || h->name.len < 2 ||
-        !(c2s_name_is(span, h, "message") || c2s_name_is(span, h, "presence") || c2s_name_is(span, h, "iq"))) {
-        c2s_stream_error(cs, "unsupported-stanza-type");
+        !(c2s_name_is(span, h, "message") || c2s_name_is(span, h, "presence") ||
+          c2s_name_is(span, h, "iq"))) {
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_STANZA_TYPE);
         return 1;
     }
     sz_stanza_t *st = sz_stanza_new(span, len, h);
@@ -829,7 +816,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         if (bind && tn == 3 && memcmp(type, "set", 3) == 0)
             bind_resource(cs, st, bind);
         else
-            c2s_stream_error(cs, "not-authorized");
+            c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         sz_stanza_unref(st);
         return cs->stage == ST_OPEN ? 0 : 1;
     }
@@ -876,7 +863,7 @@ static int feed_plain(struct c2s *cs, const char *p, size_t n)
     while (n && cs->stage != ST_CLOSED && cs->stage != ST_TLS) {
         ssize_t k = sz_xml_parser_feed(&cs->xp, p, n);
         if (k < 0) {
-            c2s_stream_error(cs, sz_stream_err_name((enum sz_stream_err)-k));
+            c2s_stream_error(cs, (enum sz_stream_err)-k);
             return -1;
         }
         if (k == 0)
@@ -955,7 +942,8 @@ static void c2s_open(sz_conn_t *c)
     struct c2s *cs = sz_calloc(1, sizeof(*cs));
     cs->c = c;
     c->pstate = cs;
-    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES, (uint16_t)SZ_CONF_LIMIT(c2s_conf, max_depth),
+    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES,
+                           (uint16_t)SZ_CONF_LIMIT(c2s_conf, max_depth),
                            (uint16_t)SZ_CONF_LIMIT(c2s_conf, max_attrs)};
     if (lim.max_stanza_bytes > SZ_CONF_LIMIT(c2s_conf, max_stanza_bytes))
         lim.max_stanza_bytes = SZ_CONF_LIMIT(c2s_conf, max_stanza_bytes);
@@ -1005,7 +993,7 @@ static void c2s_timer(sz_conn_t *c)
     else if (cs->tls && !(cs->flags & F_TLS))
         sz_conn_close(c, false); /* mid-handshake: no stream to write to */
     else
-        c2s_stream_error(cs, "connection-timeout");
+        c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
 }
 
 static void c2s_shutdown(sz_conn_t *c)
@@ -1014,7 +1002,7 @@ static void c2s_shutdown(sz_conn_t *c)
     if (cs->stage == ST_CLOSED || (cs->tls && !(cs->flags & F_TLS)))
         sz_conn_close(c, false);
     else
-        c2s_stream_error(cs, "system-shutdown");
+        c2s_stream_error(cs, SZ_STREAM_SYSTEM_SHUTDOWN);
 }
 
 /* The peer closed TCP or the connection broke (a reset): no stream end
@@ -1082,7 +1070,7 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
     if (!c2s_source_take(slot)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_rate_limited, 1);
         SZ_DEBUG("msg=\"source over its connection rate\" conn=%llu", (unsigned long long)c->id);
-        c2s_stream_error(cs, "policy-violation");
+        c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
         return;
     }
     cs->src = slot + 1;
@@ -1091,7 +1079,7 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
         SZ_DEBUG("msg=\"source over its unauthenticated connections\" conn=%llu",
                  (unsigned long long)c->id);
-        c2s_stream_error(cs, "policy-violation");
+        c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     }
 }
 
@@ -1157,6 +1145,8 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
     delivering--;
 }
 
+/* <cond> is a condition name, as the router's session ops carry it (a
+ * name that is none is written as undefined-condition). */
 static void sess_kick(sz_session_t *s, const char *cond)
 {
     struct c2s *cs = of_sess(s);
@@ -1172,7 +1162,7 @@ static void sess_kick(sz_session_t *s, const char *cond)
             s->presence = NULL;
         }
     }
-    c2s_stream_error(cs, cond);
+    c2s_stream_error(cs, sz_stream_err_from_name(cond, (unsigned)strlen(cond)));
 }
 
 static const sz_session_ops_t session_ops = {sess_deliver, sess_kick};

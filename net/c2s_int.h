@@ -118,10 +118,10 @@ void c2s_writes(struct c2s *cs, const char *s);
  * ends a bound session. <app> (trusted XML, short; NULL: none) is an
  * application-specific condition (§4.9.4). No-op once the stream is closed.
  */
-void c2s_stream_error_app(struct c2s *cs, const char *cond, const char *app);
+void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *app);
 
 /** Reactor thread. c2s_stream_error_app() without an application condition. */
-void c2s_stream_error(struct c2s *cs, const char *cond);
+void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond);
 
 /** True when the top-level element of <span> with header <h> is named <name>. */
 static inline bool c2s_name_is(const char *span, const sz_xml_head_t *h, const char *name)

@@ -24,7 +24,8 @@
 #define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 
 static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
-static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error);
+static void sasl_failure(struct c2s *cs, enum sz_sasl_err cond, bool counts,
+                         const char *scram_error);
 
 /* ---- channel-binding data ------------------------------------------------ */
 
@@ -66,7 +67,7 @@ static bool spoke_out_of_turn(struct c2s *cs, bool checked)
     cs->flags &= (uint16_t)~F_SPOKE;
     sz_sasl_free(cs->sasl);
     cs->sasl = NULL;
-    sasl_failure(cs, "malformed-request", checked, NULL);
+    sasl_failure(cs, SZ_SASL_ERR_MALFORMED_REQUEST, checked, NULL);
     return true;
 }
 
@@ -180,10 +181,12 @@ static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
  * password: a client walking down its list of mechanisms must not be cut
  * off by them, but may not loop forever either
  * (SZ_C2S_MAX_SOFT_FAILURES). */
-static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error)
+static void sasl_failure(struct c2s *cs, enum sz_sasl_err cond, bool counts,
+                         const char *scram_error)
 {
     char buf[320];
-    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/>%s%s%s</failure>", cond,
+    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/>%s%s%s</failure>",
+                     sz_sasl_err_name(cond),
                      scram_error ? "<text xml:lang='en'>" : "", scram_error ? scram_error : "",
                      scram_error ? "</text>" : "");
     c2s_write(cs, buf, (size_t)n);
@@ -192,12 +195,12 @@ static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const ch
             SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, source_rate_limited, 1);
             SZ_DEBUG("msg=\"source over its rate after a failed login\" conn=%llu",
                      (unsigned long long)cs->c->id);
-            c2s_stream_error(cs, "policy-violation");
+            c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
         } else if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES)) {
-            c2s_stream_error(cs, "policy-violation");
+            c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
         }
     } else if (sz_sasl_count_failure(&cs->soft_failures, SZ_C2S_MAX_SOFT_FAILURES)) {
-        c2s_stream_error(cs, "policy-violation");
+        c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     }
 }
 
@@ -228,7 +231,7 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
                          c2s_conf->hosts[cs->host].domain);
         sz_jid_t *j = NULL;
         if (n <= 0 || (size_t)n >= sizeof(jid) || sz_jid_parse(jid, (size_t)n, &j) < 0) {
-            c2s_stream_error(cs, "internal-server-error");
+            c2s_stream_error(cs, SZ_STREAM_INTERNAL_SERVER_ERROR);
             return;
         }
         send_b64_element(cs, "success", out->data, out->len);
@@ -265,7 +268,7 @@ static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_o
                  out->text ? out->text : "");
         sz_sasl_free(cs->sasl);
         cs->sasl = NULL;
-        sasl_failure(cs, sz_sasl_err_name(out->err), counts, e);
+        sasl_failure(cs, out->err, counts, e);
         return;
     }
     }
@@ -280,17 +283,17 @@ void c2s_on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head
     sz_sasl_out_t out;
     enum sz_sasl_result r;
     if (!root) {
-        c2s_stream_error(cs, "bad-format");
+        c2s_stream_error(cs, SZ_STREAM_BAD_FORMAT);
         goto done;
     }
     if (c2s_name_is(span, h, "auth")) {
         if (cs->sasl || (cs->flags & F_LOOKUP)) {
-            c2s_stream_error(cs, "policy-violation"); /* a second exchange mid-way */
+            c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION); /* a second exchange mid-way */
             goto done;
         }
-        if (c2s_listener(cs)->kind == SZ_LISTEN_C2S && c2s_listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
-            !(cs->flags & F_TLS)) {
-            sasl_failure(cs, "encryption-required", false, NULL);
+        if (c2s_listener(cs)->kind == SZ_LISTEN_C2S &&
+            c2s_listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS)) {
+            sasl_failure(cs, SZ_SASL_ERR_ENCRYPTION_REQUIRED, false, NULL);
             goto done;
         }
         size_t ml = 0;
@@ -302,7 +305,7 @@ void c2s_on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head
             irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
             if (irlen < 0) {
                 sz_free(ir);
-                sasl_failure(cs, "incorrect-encoding", false, NULL);
+                sasl_failure(cs, SZ_SASL_ERR_INCORRECT_ENCODING, false, NULL);
                 goto done;
             }
         }
@@ -343,7 +346,8 @@ void c2s_on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head
         sasl_result(cs, r, &out);
     } else if (c2s_name_is(span, h, "response") || c2s_name_is(span, h, "abort")) {
         if (!cs->sasl) {
-            c2s_stream_error(cs, "not-authorized"); /* RFC 6120 §6.4: no exchange running */
+            /* RFC 6120 §6.4: no exchange running. */
+            c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
             goto done;
         }
         if (cs->flags & F_LOOKUP) {
@@ -364,7 +368,7 @@ void c2s_on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head
         }
         sasl_result(cs, r, &out);
     } else {
-        c2s_stream_error(cs, "unsupported-stanza-type");
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_STANZA_TYPE);
     }
 done:
     sz_xml_tree_free(t);

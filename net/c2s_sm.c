@@ -15,8 +15,6 @@
 #include "core/xml/tree.h"
 #include "net/sm.h"
 
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-
 /* True (and the stream ended with policy-violation) when the client
  * already holds as many unacknowledged stanzas as allowed: one that never
  * acknowledges must not make the queue grow without bound. */
@@ -24,7 +22,7 @@ bool c2s_sm_full(struct c2s *cs)
 {
     if (!cs->sm || sz_sm_unacked(cs->sm) < SZ_CONF_LIMIT(c2s_conf, max_unacked_stanzas))
         return false;
-    c2s_stream_error(cs, "policy-violation");
+    c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     return true;
 }
 
@@ -50,11 +48,14 @@ void c2s_sm_sent(struct c2s *cs, sz_stanza_t *st)
         sm_request(cs);
 }
 
-static void sm_failed(struct c2s *cs, const char *cond)
+/* <failed/> carrying stanza error condition <cond> bare, as XEP-0198 §3
+ * and §5 write it: no <error> wrapper, so no error type. */
+static void sm_failed(struct c2s *cs, enum sz_stanza_err cond)
 {
     char buf[160];
     int n = snprintf(buf, sizeof(buf),
-                     "<failed xmlns='" NS_SM "'><%s xmlns='" NS_STANZAS "'/></failed>", cond);
+                     "<failed xmlns='" NS_SM "'><%s xmlns='" SZ_NS_STANZAS "'/></failed>",
+                     sz_stanza_err_name(cond));
     c2s_write(cs, buf, (size_t)n);
 }
 
@@ -66,7 +67,7 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
     if (c2s_name_is(span, h, "enable")) {
         /* §3: only after resource binding, and once. */
         if (!(cs->flags & F_BOUND) || cs->sm) {
-            sm_failed(cs, "unexpected-request");
+            sm_failed(cs, SZ_STANZA_ERR_UNEXPECTED_REQUEST);
             return;
         }
         cs->sm = sz_sm_new();
@@ -74,7 +75,8 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
         c2s_writes(cs, "<enabled xmlns='" NS_SM "'/>");
     } else if (c2s_name_is(span, h, "resume")) {
         /* §5: no resumable sessions here; a bound stream cannot resume. */
-        sm_failed(cs, (cs->flags & F_BOUND) ? "unexpected-request" : "feature-not-implemented");
+        sm_failed(cs, (cs->flags & F_BOUND) ? SZ_STANZA_ERR_UNEXPECTED_REQUEST
+                                            : SZ_STANZA_ERR_FEATURE_NOT_IMPLEMENTED);
     } else if (c2s_name_is(span, h, "r") && cs->sm) {
         int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", sz_sm_h(cs->sm));
         c2s_write(cs, buf, (size_t)n);
@@ -83,7 +85,7 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
         const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;
         uint32_t acked;
         if (!root || !sz_xml_attr_u32(root, "h", &acked)) {
-            c2s_stream_error(cs, "invalid-xml");
+            c2s_stream_error(cs, SZ_STREAM_INVALID_XML);
         } else {
             int ret = sz_sm_acked(cs->sm, acked);
             if (ret < 0) {
@@ -92,7 +94,7 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
                 snprintf(app, sizeof(app),
                          "<handled-count-too-high xmlns='" NS_SM "' h='%u' send-count='%u'/>",
                          acked, sz_sm_sent_count(cs->sm));
-                c2s_stream_error_app(cs, "undefined-condition", app);
+                c2s_stream_error_app(cs, SZ_STREAM_UNDEFINED_CONDITION, app);
             } else if (ret > 0) {
                 sm_request(cs);
             }
@@ -100,7 +102,7 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
         sz_xml_tree_free(t);
     } else {
         /* <r/>, <a/> before <enable/>, or an unknown element. */
-        c2s_stream_error(cs, "unsupported-stanza-type");
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_STANZA_TYPE);
     }
 }
 

@@ -56,7 +56,8 @@ enum sz_stream_err sz_stream_err_from_name(const char *name, unsigned len)
 int sz_stream_err_format(char *buf, size_t cap, enum sz_stream_err e, const char *app)
 {
     int n = snprintf(buf, cap,
-                     "<stream:error><%s xmlns='" SZ_NS_STREAMS "'/>%s</stream:error></stream:stream>",
+                     "<stream:error><%s xmlns='" SZ_NS_STREAMS "'/>%s</stream:error>"
+                     "</stream:stream>",
                      sz_stream_err_name(e), app ? app : "");
     return n >= 0 && (size_t)n < cap ? n : -ENOSPC;
 }
