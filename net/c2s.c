@@ -617,7 +617,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     watch_idle(cs);
     /* RFC 6120 §7.7.2.2: the new one wins. */
     if (old)
-        old->ops->kick(old, sz_stream_err_name(SZ_STREAM_CONFLICT));
+        old->ops->kick(old, SZ_STREAM_CONFLICT);
     size_t fl;
     const char *fj = sz_jid_full(full, &fl);
     sz_xb_t xb;
@@ -1145,9 +1145,7 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
     delivering--;
 }
 
-/* <cond> is a condition name, as the router's session ops carry it (a
- * name that is none is written as undefined-condition). */
-static void sess_kick(sz_session_t *s, const char *cond)
+static void sess_kick(sz_session_t *s, enum sz_stream_err cond)
 {
     struct c2s *cs = of_sess(s);
     /* A replaced session was unlinked by the router already: it is no
@@ -1162,7 +1160,7 @@ static void sess_kick(sz_session_t *s, const char *cond)
             s->presence = NULL;
         }
     }
-    c2s_stream_error(cs, sz_stream_err_from_name(cond, (unsigned)strlen(cond)));
+    c2s_stream_error(cs, cond);
 }
 
 static const sz_session_ops_t session_ops = {sess_deliver, sess_kick};
