@@ -558,6 +558,14 @@ static void deliver_home(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, i
     sz_stanza_unref(st);
 }
 
+/* The node stopped before the destination took it (see sz_msg.drop). */
+static void drop_route_msg(sz_msg_t *m)
+{
+    struct route_msg *rm = (struct route_msg *)m;
+    sz_stanza_unref(rm->st);
+    sz_free(rm);
+}
+
 static void on_route_msg(sz_reactor_t *r, unsigned src, sz_msg_t *m)
 {
     struct route_msg *rm = (struct route_msg *)m;
@@ -635,6 +643,7 @@ static void route(sz_reactor_t *r, sz_stanza_t *st)
     }
     struct route_msg *rm = sz_malloc(sizeof(*rm));
     rm->m.fn = on_route_msg;
+    rm->m.drop = drop_route_msg;
     rm->st = st;
     if (sz_reactor_post(r, home, &rm->m) < 0) {
         /* The ring to that reactor is full: back-pressure reaches the
