@@ -229,7 +229,9 @@ static unsigned handle_cqes(sz_reactor_t *r)
         if (op == SZ_OP_CTRL)
             on_ctrl(r, cqe);
         else if (op == SZ_OP_WAKE) {
-            if (cqe->res < 0 && SZ_UD_SLOT(cqe->user_data) == 1)
+            /* While stopping, the destination may have exited already (its
+             * ring is closed): what it was rung for is dropped by the node. */
+            if (cqe->res < 0 && SZ_UD_SLOT(cqe->user_data) == 1 && !r->stopping)
                 SZ_WARN("msg=\"doorbell failed\" err=\"%s\"", strerror(-cqe->res));
         } else if (op < SZ_OP_MAX && handlers[op])
             handlers[op](r, cqe);

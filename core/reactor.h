@@ -76,6 +76,10 @@ typedef void (*sz_cqe_fn)(sz_reactor_t *r, const struct io_uring_cqe *cqe);
 struct sz_msg {
     /* Called on the destination reactor, which then owns the message. */
     void (*fn)(sz_reactor_t *r, unsigned src, sz_msg_t *m);
+    /* Called instead, on the main thread, when the destination exited
+     * before taking the message (the node stopping while another reactor
+     * still posted): frees it and what it holds. NULL: sz_free(m). */
+    void (*drop)(sz_msg_t *m);
 };
 
 typedef struct sz_reactor_opts {

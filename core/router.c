@@ -19,8 +19,6 @@
 #include "core/xml/builder.h"
 #include "core/xml/tree.h"
 
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-
 typedef struct router {
     sz_user_t **buckets;
     uint32_t mask;
@@ -293,12 +291,8 @@ static void reply(sz_reactor_t *r, const sz_stanza_t *st, const char *type, cons
     sz_xb_attr(&xb, "to", from);
     if (inner)
         sz_xb_raw(&xb, inner, inner_len);
-    if (e) {
-        sz_xb_start(&xb, "error", NULL);
-        sz_xb_attr(&xb, "type", sz_stanza_err_type_name(sz_stanza_err_default_type(e)));
-        sz_xb_empty(&xb, sz_stanza_err_name(e), NS_STANZAS);
-        sz_xb_end(&xb);
-    }
+    if (e)
+        sz_stanza_err_build(&xb, e, SZ_STANZA_ERRT_DEFAULT);
     sz_xb_end(&xb);
     char *xml;
     size_t len;
@@ -564,6 +558,14 @@ static void deliver_home(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, i
     sz_stanza_unref(st);
 }
 
+/* The node stopped before the destination took it (see sz_msg.drop). */
+static void drop_route_msg(sz_msg_t *m)
+{
+    struct route_msg *rm = (struct route_msg *)m;
+    sz_stanza_unref(rm->st);
+    sz_free(rm);
+}
+
 static void on_route_msg(sz_reactor_t *r, unsigned src, sz_msg_t *m)
 {
     struct route_msg *rm = (struct route_msg *)m;
@@ -641,6 +643,7 @@ static void route(sz_reactor_t *r, sz_stanza_t *st)
     }
     struct route_msg *rm = sz_malloc(sizeof(*rm));
     rm->m.fn = on_route_msg;
+    rm->m.drop = drop_route_msg;
     rm->st = st;
     if (sz_reactor_post(r, home, &rm->m) < 0) {
         /* The ring to that reactor is full: back-pressure reaches the

@@ -18,6 +18,7 @@
 #include "core/jid.h"
 #include "core/reactor.h"
 #include "core/stanza.h"
+#include "core/xml/errors.h"
 
 typedef struct sz_session sz_session_t;
 typedef struct sz_user sz_user_t;
@@ -25,8 +26,8 @@ typedef struct sz_user sz_user_t;
 typedef struct sz_session_ops {
     /* Write <st> to the session's client. Consumes one reference. */
     void (*deliver)(sz_session_t *s, sz_stanza_t *st);
-    /* End the session with stream error <cond> (e.g. "conflict"). */
-    void (*kick)(sz_session_t *s, const char *cond);
+    /* End the session with stream error <cond> (e.g. SZ_STREAM_CONFLICT). */
+    void (*kick)(sz_session_t *s, enum sz_stream_err cond);
 } sz_session_ops_t;
 
 /* Per-user and per-session pointers for feature modules (core/hooks.h

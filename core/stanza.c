@@ -355,6 +355,16 @@ const char *sz_stanza_err_type_name(enum sz_stanza_err_type t)
     return (unsigned)t < 5 ? n[t] : "cancel";
 }
 
+int sz_stanza_err_build(sz_xb_t *xb, enum sz_stanza_err e, enum sz_stanza_err_type t)
+{
+    if ((unsigned)t > SZ_STANZA_ERRT_WAIT)
+        t = sz_stanza_err_default_type(e);
+    sz_xb_start(xb, "error", NULL);
+    sz_xb_attr(xb, "type", sz_stanza_err_type_name(t));
+    sz_xb_empty(xb, sz_stanza_err_name(e), SZ_NS_STANZAS);
+    return sz_xb_end(xb);
+}
+
 /* ---- stanzas built by the server ---------------------------------------- */
 
 struct from_xml {

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/xml/builder.h"
 #include "core/xml/parser.h"
 #include "core/xml/tree.h"
 
@@ -101,7 +102,11 @@ sz_stanza_t *sz_stanza_rewrite(const sz_stanza_t *st, const char *to, size_t to_
 
 /* ---- stanza errors (RFC 6120 §8.3) ---------------------------------- */
 
-/* Every defined condition of RFC 6120 §8.3.3, in the RFC's order. */
+/* Namespace of the stanza error conditions (RFC 6120 §8.3.3). */
+#define SZ_NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+/* Every defined condition of RFC 6120 §8.3.3, in the RFC's order. 0 is
+ * "no error", so a condition can travel as a negative int return value. */
 enum sz_stanza_err {
     SZ_STANZA_ERR_BAD_REQUEST = 1,          /* 8.3.3.1 */
     SZ_STANZA_ERR_CONFLICT,                 /* 8.3.3.2 */
@@ -130,6 +135,7 @@ enum sz_stanza_err {
 
 /* Error types of RFC 6120 §8.3.2. */
 enum sz_stanza_err_type {
+    SZ_STANZA_ERRT_DEFAULT = -1, /* not a type: sz_stanza_err_default_type() */
     SZ_STANZA_ERRT_AUTH = 0,
     SZ_STANZA_ERRT_CANCEL,
     SZ_STANZA_ERRT_CONTINUE,
@@ -146,5 +152,18 @@ enum sz_stanza_err_type sz_stanza_err_default_type(enum sz_stanza_err e);
 
 /** "auth", "cancel", "continue", "modify", "wait". */
 const char *sz_stanza_err_type_name(enum sz_stanza_err_type t);
+
+/**
+ * Any thread. Appends the stanza error child of RFC 6120 §8.3.2 for
+ * condition <e> to the element open in <xb>:
+ *   <error type="<t>"><e xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error>
+ * <t> is written as given when it is one of the five types, else (e.g.
+ * SZ_STANZA_ERRT_DEFAULT) as sz_stanza_err_default_type(<e>). A value of
+ * <e> that is no RFC condition (0, SZ_STANZA_ERR_COUNT and above) is not
+ * rejected: it is written as undefined-condition (type "modify" by
+ * default), since an error must still be answered. Returns 0 or the
+ * builder's sticky error (see core/xml/builder.h).
+ */
+int sz_stanza_err_build(sz_xb_t *xb, enum sz_stanza_err e, enum sz_stanza_err_type t);
 
 #endif

@@ -1,11 +1,11 @@
 /*
- * The client stream machine (RFC 6120 §4–§8). Per connection it keeps one
- * struct c2s (the 64-byte parser, the session, a few flags); SASL and TLS
- * state exist only while used. Runs on the connection's reactor: the
- * accepting one until SASL succeeds, then the user's home reactor.
- *
- * A storage lookup in flight keeps the struct alive after the connection
- * closed (orphan): the lookup's callback frees it.
+ * The client stream machine (RFC 6120 §4–§8) without its SASL exchange
+ * (net/c2s_sasl.c) and XEP-0198 (net/c2s_sm.c): output and its cap, stream
+ * headers and features, STARTTLS, resource binding, stanzas to the router,
+ * input, the connection callbacks and the session ops the router calls.
+ * Runs on the connection's reactor: the accepting one until SASL succeeds,
+ * then the user's home reactor. struct c2s and the shared helpers are in
+ * net/c2s_int.h.
  *
  * Features are modules (core/mod/, reached through core/hooks.h): the
  * stream offers their stream features and hands them the one iq allowed
@@ -30,63 +30,18 @@
 #include "core/xml/builder.h"
 #include "core/xml/parser.h"
 #include "core/xml/tree.h"
+#include "net/c2s_int.h"
 #include "net/sasl.h"
 #include "net/sm.h"
 #include "net/tls.h"
 
-#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_TLS     "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL    "urn:ietf:params:xml:ns:xmpp-sasl"
 #define NS_BIND    "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
-#define NS_SM      "urn:xmpp:sm:3"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define NS_PING    "urn:xmpp:ping"
 
-enum stage {
-    ST_HEADER = 0, /* waiting for a stream header (first or restarted) */
-    ST_OPEN,       /* header answered, features sent */
-    ST_TLS,        /* <proceed/> sent, TLS handshake running */
-    ST_CLOSED,     /* stream error or end sent; input ignored */
-};
-
-#define F_HEADER_SENT 0x01 /* our header went out on the current stream */
-#define F_AUTHED      0x02 /* SASL succeeded */
-#define F_BOUND       0x04 /* resource bound, session in the router */
-#define F_TLS         0x08 /* TLS handshake completed */
-#define F_LOOKUP      0x10 /* storage lookup in flight */
-#define F_ORPHAN      0x20 /* connection gone while the lookup runs */
-#define F_SPOKE       0x40 /* SASL input arrived while a lookup or job held the exchange */
-#define F_PINGED      0x80 /* bound, idle: our ping is out and nothing came in since */
-#define F_UNBIND_LATER 0x100 /* the stream ended during a delivery: unbind at the end of the
-                              * reactor iteration (see end_session()) */
-
-struct c2s {
-    sz_xml_parser_t xp;  /* 64 */
-    sz_session_t sess;   /* 64; sess.jid is the full JID once bound */
-    sz_conn_t *c;
-    sz_tls_t *tls;
-    sz_sasl_t *sasl;
-    sz_jid_t *authed;    /* bare JID after SASL, until bound */
-    uint8_t stage;
-    uint8_t host;        /* index in conf->hosts */
-    uint16_t flags;
-    uint8_t failures;    /* SASL failures about the credentials */
-    uint8_t soft_failures; /* other SASL failures (negotiation, syntax, abort) */
-    uint32_t src;        /* 1 + source slot while counted as unauthenticated, else 0 */
-    uint32_t src_hash;   /* 1 + source slot once known (for registration limits) */
-    uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
-    uint32_t opened;     /* reactor clock (ms, low 32 bits) at connect: the pre-auth deadlines */
-    sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
-    /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
-     * length byte, then the bytes; from the handshake until authenticated,
-     * only with tls.unique_on_tls13. */
-    uint8_t *cb_unique;
-};
-
-
-static const sz_conf_t *conf;
-static sz_c2s_accounts_t accounts;
+const sz_conf_t *c2s_conf;
+sz_c2s_accounts_t c2s_accounts;
 static sz_tls_ctx_t *tls_ctx;
 
 /* Node-wide per-source counters, indexed by a hash of the peer address.
@@ -102,7 +57,7 @@ static uint32_t unauth_by_src[SRC_SLOTS];
  * theoretical arrival time (µs, monotonic) of the next token, one word
  * updated by compare-and-swap. */
 static uint64_t src_tat[SRC_SLOTS];
-static __thread unsigned pending; /* lookups in flight on this reactor */
+__thread unsigned c2s_pending;
 
 static const sz_session_ops_t session_ops;
 static const sz_tls_io_t tls_io;
@@ -116,25 +71,25 @@ void sz_c2s_set_tls(struct sz_tls_ctx *t)
 
 void sz_c2s_configure(const sz_conf_t *c, const sz_c2s_accounts_t *acc, struct sz_tls_ctx *t)
 {
-    conf = c;
+    c2s_conf = c;
     sz_reactor_add_iteration_hook(flush_unbinds);
     if (acc)
-        accounts = *acc;
+        c2s_accounts = *acc;
     else
-        memset(&accounts, 0, sizeof(accounts));
+        memset(&c2s_accounts, 0, sizeof(c2s_accounts));
     sz_c2s_set_tls(t);
 }
 
 /* Takes one token from the bucket of source slot <slot> (a new connection
  * or a failed login): limits.source_rate_per_sec tokens a second, at most
  * limits.source_burst at once. False when the bucket is empty. */
-static bool source_take(uint32_t slot)
+bool c2s_source_take(uint32_t slot)
 {
-    uint32_t rate = SZ_CONF_LIMIT(conf, source_rate_per_sec);
+    uint32_t rate = SZ_CONF_LIMIT(c2s_conf, source_rate_per_sec);
     if (rate == 0)
         return true;
     uint64_t step = 1000000u / rate ? 1000000u / rate : 1; /* µs per token */
-    uint64_t tau = (uint64_t)(SZ_CONF_LIMIT(conf, source_burst) - 1) * step;
+    uint64_t tau = (uint64_t)(SZ_CONF_LIMIT(c2s_conf, source_burst) - 1) * step;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
@@ -151,7 +106,7 @@ static bool source_take(uint32_t slot)
 
 /* The connection stops counting as unauthenticated (authenticated or
  * closed). */
-static void uncount_source(struct c2s *cs)
+void c2s_uncount_source(struct c2s *cs)
 {
     if (cs->src) {
         __atomic_sub_fetch(&unauth_by_src[cs->src - 1], 1, __ATOMIC_RELAXED);
@@ -161,7 +116,7 @@ static void uncount_source(struct c2s *cs)
 
 unsigned sz_c2s_pending(void)
 {
-    return pending;
+    return c2s_pending;
 }
 
 void sz_c2s_release(void)
@@ -174,10 +129,23 @@ static inline struct c2s *of_sess(sz_session_t *s)
     return (struct c2s *)((char *)s - offsetof(struct c2s, sess));
 }
 
-static const sz_conf_listen_t *listener(const struct c2s *cs)
+const sz_conf_listen_t *c2s_listener(const struct c2s *cs)
 {
-    return &conf->listens[cs->c->listener];
+    return &c2s_conf->listens[cs->c->listener];
 }
+
+/* Frees what a connection's c2s state holds once nothing else uses it. */
+void c2s_free_state(struct c2s *cs)
+{
+    sz_xml_parser_free(&cs->xp);
+    sz_tls_free(cs->tls);
+    sz_sasl_free(cs->sasl);
+    sz_jid_free(cs->authed);
+    sz_sm_free(cs->sm, NULL, NULL);
+    sz_free(cs->cb_unique);
+    sz_free(cs);
+}
+
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -185,14 +153,12 @@ static const sz_conf_listen_t *listener(const struct c2s *cs)
  * tells a client which does not read why it is closed. */
 #define OUTPUT_HEADROOM 512
 
-static int raw_write(struct c2s *cs, const void *p, size_t n)
+int c2s_raw_write(struct c2s *cs, const void *p, size_t n)
 {
     if (cs->tls && (cs->flags & F_TLS))
         return sz_tls_output(cs->tls, p, n, &tls_io, cs);
     return sz_conn_send(cs->c, p, n);
 }
-
-static void stream_error(struct c2s *cs, const char *cond);
 
 /* True (and the stream ended with policy-violation) when <n> more bytes
  * would pass the output cap: the one place the cap is enforced for c2s. */
@@ -202,18 +168,18 @@ static bool over_cap(struct c2s *cs, size_t n)
     if (cs->stage == ST_CLOSED || cs->c->out_bytes + n + OUTPUT_HEADROOM <= cap)
         return false;
     SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, output_overflow, 1);
-    stream_error(cs, "policy-violation");
+    c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     return true;
 }
 
-static int c2s_write(struct c2s *cs, const void *p, size_t n)
+int c2s_write(struct c2s *cs, const void *p, size_t n)
 {
     if (over_cap(cs, n))
         return -ENOBUFS;
-    return raw_write(cs, p, n);
+    return c2s_raw_write(cs, p, n);
 }
 
-static void c2s_writes(struct c2s *cs, const char *s)
+void c2s_writes(struct c2s *cs, const char *s)
 {
     c2s_write(cs, s, strlen(s));
 }
@@ -253,7 +219,7 @@ static uint32_t clock32(void)
  * the timer, when it fires, re-arms itself for the rest of the period. */
 static void watch_idle(struct c2s *cs)
 {
-    uint32_t idle = SZ_CONF_LIMIT(conf, idle_timeout_ms);
+    uint32_t idle = SZ_CONF_LIMIT(c2s_conf, idle_timeout_ms);
     cs->last_in = clock32();
     if (idle)
         sz_conn_set_timer(cs->c, idle);
@@ -273,7 +239,7 @@ static void send_idle_ping(struct c2s *cs)
     sz_xb_t xb;
     sz_xb_init(&xb, 160 + fl);
     sz_xb_start(&xb, "iq", NULL);
-    sz_xb_attr(&xb, "from", conf->hosts[cs->host].domain);
+    sz_xb_attr(&xb, "from", c2s_conf->hosts[cs->host].domain);
     sz_xb_attr_n(&xb, "to", full, fl);
     sz_xb_attr(&xb, "type", "get");
     sz_xb_attr(&xb, "id", id);
@@ -297,10 +263,10 @@ static void idle_check(struct c2s *cs)
     if (cs->flags & F_PINGED) {
         SZ_STAT_ADD(&r->stats, idle_timeouts, 1);
         SZ_DEBUG("msg=\"idle stream timed out\" conn=%llu", (unsigned long long)cs->c->id);
-        stream_error(cs, "connection-timeout");
+        c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
         return;
     }
-    uint32_t idle = SZ_CONF_LIMIT(conf, idle_timeout_ms);
+    uint32_t idle = SZ_CONF_LIMIT(c2s_conf, idle_timeout_ms);
     if (idle == 0)
         return; /* turned off by a reload */
     uint32_t quiet = clock32() - cs->last_in;
@@ -313,7 +279,7 @@ static void idle_check(struct c2s *cs)
         return; /* the ping passed the output cap: the stream is ending */
     SZ_STAT_ADD(&r->stats, idle_pings, 1);
     cs->flags |= F_PINGED;
-    sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(conf, ping_timeout_ms));
+    sz_conn_set_timer(cs->c, SZ_CONF_LIMIT(c2s_conf, ping_timeout_ms));
 }
 
 /* ---- pre-auth deadlines --------------------------------------------------- */
@@ -327,7 +293,7 @@ static void idle_check(struct c2s *cs)
  * while a real client keeps the full time for SASL and binding. */
 static uint32_t preauth_left(const struct c2s *cs)
 {
-    uint32_t total = SZ_CONF_LIMIT(conf, preauth_timeout_ms), spent = clock32() - cs->opened;
+    uint32_t total = SZ_CONF_LIMIT(c2s_conf, preauth_timeout_ms), spent = clock32() - cs->opened;
     return spent < total ? total - spent : 1;
 }
 
@@ -338,7 +304,7 @@ static void arm_preauth(struct c2s *cs)
 
 static void arm_handshake(struct c2s *cs)
 {
-    uint32_t left = preauth_left(cs), hs = SZ_CONF_LIMIT(conf, handshake_timeout_ms);
+    uint32_t left = preauth_left(cs), hs = SZ_CONF_LIMIT(c2s_conf, handshake_timeout_ms);
     sz_conn_set_timer(cs->c, hs < left ? hs : left);
 }
 
@@ -357,7 +323,7 @@ static size_t format_header(struct c2s *cs, char *buf)
                      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                      "xmlns:stream='http://etherx.jabber.org/streams' id='%s' from='%s' "
                      "version='1.0' xml:lang='en'>",
-                     id, conf->hosts[cs->host].domain);
+                     id, c2s_conf->hosts[cs->host].domain);
     cs->flags |= F_HEADER_SENT;
     return (size_t)n;
 }
@@ -365,12 +331,10 @@ static size_t format_header(struct c2s *cs, char *buf)
 static void send_header(struct c2s *cs)
 {
     char buf[HEADER_MAX];
-    raw_write(cs, buf, format_header(cs, buf));
+    c2s_raw_write(cs, buf, format_header(cs, buf));
 }
 
 /* ---- the end of a bound session ------------------------------------------ */
-
-static void undelivered(void *ctx, sz_stanza_t *st);
 
 /* Streams that ended while the router was delivering to some session of
  * this reactor: their unbind waits for the end of the iteration, because
@@ -396,7 +360,7 @@ static void unbind_now(struct c2s *cs)
     if (cs->sm) {
         /* What the client never acknowledged is treated as sent to an
          * unavailable resource (XEP-0198 §4). */
-        sz_sm_free(cs->sm, undelivered, r);
+        sz_sm_free(cs->sm, c2s_undelivered, r);
         cs->sm = NULL;
     }
 }
@@ -449,18 +413,18 @@ static void forget_unbind(struct c2s *cs)
 /* Sends <stream:error> with <cond> (RFC 6120 §4.9) and the closing tag,
  * then closes after the output is flushed. <app> (trusted XML, short) is
  * an application-specific condition (§4.9.4) or NULL. */
-static void stream_error_app(struct c2s *cs, const char *cond, const char *app)
+void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *app)
 {
     if (cs->stage == ST_CLOSED)
         return;
     if (!(cs->flags & F_HEADER_SENT))
         send_header(cs);
     char buf[384];
-    int n = snprintf(buf, sizeof(buf),
-                     "<stream:error><%s xmlns='" NS_STREAMS "'/>%s</stream:error></stream:stream>",
-                     cond, app ? app : "");
-    raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
-    SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id, cond);
+    int n = sz_stream_err_format(buf, sizeof(buf), cond, app);
+    if (n > 0)
+        c2s_raw_write(cs, buf, (size_t)n); /* within the headroom kept by over_cap() */
+    SZ_DEBUG("msg=\"stream error\" conn=%llu condition=%s", (unsigned long long)cs->c->id,
+             sz_stream_err_name(cond));
     cs->stage = ST_CLOSED;
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
@@ -468,38 +432,14 @@ static void stream_error_app(struct c2s *cs, const char *cond, const char *app)
     end_session(cs);
 }
 
-static void stream_error(struct c2s *cs, const char *cond)
+void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond)
 {
-    stream_error_app(cs, cond, NULL);
-}
-
-static unsigned sasl_flags(const struct c2s *cs)
-{
-    unsigned f = 0;
-    if (cs->flags & F_TLS) {
-        f |= SZ_SASL_F_TLS;
-        uint8_t cb[SZ_TLS_CB_MAX_BYTES > SZ_TLS_CB_UNIQUE_MAX_BYTES ? SZ_TLS_CB_MAX_BYTES
-                                                                    : SZ_TLS_CB_UNIQUE_MAX_BYTES];
-        size_t len = sizeof(cb);
-        if (sz_tls_cb_exporter(cs->tls, NULL) == 0)
-            f |= SZ_SASL_F_CB_EXPORTER;
-        if (sz_tls_cb_server_end_point(cs->tls, cb, &len) == 0)
-            f |= SZ_SASL_F_CB_ENDPOINT;
-        /* tls-unique: advertised on TLS 1.2 (RFC 5929 §3); on TLS 1.3 only
-         * accepted, and only with tls.unique_on_tls13 (see cs->cb_unique). */
-        if (sz_tls_cb_unique(cs->tls, cb, &len) == 0)
-            f |= SZ_SASL_F_CB_UNIQUE;
-        else if (cs->cb_unique)
-            f |= SZ_SASL_F_CB_UNIQUE | SZ_SASL_F_CB_UNLISTED;
-    }
-    if (listener(cs)->plain_without_tls)
-        f |= SZ_SASL_F_PLAIN_NO_TLS;
-    return f;
+    c2s_stream_error_app(cs, cond, NULL);
 }
 
 static bool tls_offered(const struct c2s *cs)
 {
-    const sz_conf_listen_t *l = listener(cs);
+    const sz_conf_listen_t *l = c2s_listener(cs);
     return l->kind == SZ_LISTEN_C2S && l->tls != SZ_TLS_NONE && !cs->tls &&
            __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE) != NULL;
 }
@@ -518,14 +458,15 @@ static void send_header_and_features(struct c2s *cs)
         /* What the feature modules offer (roster versioning, ...). */
         n += sz_hooks_stream_features(true, cs->host, buf + n, sizeof(buf) - n);
     } else {
-        bool tls_required = listener(cs)->kind == SZ_LISTEN_C2S &&
-                            listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED && !(cs->flags & F_TLS);
+        bool tls_required = c2s_listener(cs)->kind == SZ_LISTEN_C2S &&
+                            c2s_listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
+                            !(cs->flags & F_TLS);
         if (tls_offered(cs))
             n += (size_t)snprintf(buf + n, sizeof(buf) - n, "<starttls xmlns='" NS_TLS "'>%s</starttls>",
                                   tls_required ? "<required/>" : "");
         /* RFC 6120 §5.3.1: while TLS is mandatory, it is the only feature. */
         if (!tls_required) {
-            unsigned f = sasl_flags(cs);
+            unsigned f = c2s_sasl_flags(cs);
             n += sz_sasl_mechs(f, buf + n, sizeof(buf) - n);
             n += sz_sasl_cb_types(f, buf + n, sizeof(buf) - n);
             /* What the feature modules offer before authentication. */
@@ -540,8 +481,9 @@ static void send_header_and_features(struct c2s *cs)
 
 static int host_of(const char *d, size_t len)
 {
-    for (size_t i = 0; i < conf->nhosts; i++)
-        if (strlen(conf->hosts[i].domain) == len && memcmp(conf->hosts[i].domain, d, len) == 0)
+    for (size_t i = 0; i < c2s_conf->nhosts; i++)
+        if (strlen(c2s_conf->hosts[i].domain) == len &&
+            memcmp(c2s_conf->hosts[i].domain, d, len) == 0)
             return (int)i;
     return -1;
 }
@@ -550,7 +492,7 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
 {
     struct c2s *cs = ud;
     if (cs->stage != ST_HEADER) {
-        stream_error(cs, "not-well-formed");
+        c2s_stream_error(cs, SZ_STREAM_NOT_WELL_FORMED);
         return 1;
     }
     /* 'to' names the served domain (RFC 6120 §4.7.2). */
@@ -571,14 +513,14 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
     if (host < 0 || ((cs->flags & (F_TLS | F_AUTHED)) && host != cs->host)) {
         if (host >= 0)
             cs->host = (uint8_t)host;
-        stream_error(cs, "host-unknown");
+        c2s_stream_error(cs, SZ_STREAM_HOST_UNKNOWN);
         return 1;
     }
     cs->host = (uint8_t)host;
     /* version: absent means pre-1.0 (RFC 6120 §4.7.5), which we do not speak. */
     const sz_xml_str_t *v = &h->attr[SZ_XML_A_VERSION];
     if (!v->off || v->len < 3 || span[v->off] != '1' || span[v->off + 1] != '.') {
-        stream_error(cs, "unsupported-version");
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_VERSION);
         return 1;
     }
     cs->stage = ST_OPEN;
@@ -589,502 +531,58 @@ static int on_header(void *ud, const char *span, size_t len, const sz_xml_head_t
     return 0;
 }
 
-/* ---- SASL -------------------------------------------------------------- */
-
-static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out);
-
-static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error);
-
-/* Frees what a connection's c2s state holds once nothing else uses it. */
-static void free_state(struct c2s *cs)
-{
-    sz_xml_parser_free(&cs->xp);
-    sz_tls_free(cs->tls);
-    sz_sasl_free(cs->sasl);
-    sz_jid_free(cs->authed);
-    sz_sm_free(cs->sm, NULL, NULL);
-    sz_free(cs->cb_unique);
-    sz_free(cs);
-}
-
-/* SASL input that arrived while a lookup or a job held the exchange: the
- * client spoke out of turn (RFC 6120 §6.4), which fails the exchange now
- * that it is ours again. <checked>: the password was verified meanwhile
- * (PLAIN), so the failure counts like a wrong one, and speaking out of turn
- * buys no extra guesses. Returns true when it did. */
-static bool spoke_out_of_turn(struct c2s *cs, bool checked)
-{
-    if (!(cs->flags & F_SPOKE))
-        return false;
-    cs->flags &= (uint16_t)~F_SPOKE;
-    sz_sasl_free(cs->sasl);
-    cs->sasl = NULL;
-    sasl_failure(cs, "malformed-request", checked, NULL);
-    return true;
-}
-
-/* PLAIN verification on a storage worker. While it runs the reactor does
- * not touch cs->sasl (F_LOOKUP). */
-struct plain_job {
-    struct c2s *cs;
-    enum sz_sasl_creds_status status;
-    bool have_creds;
-    enum sz_sasl_result r;
-    sz_sasl_out_t out;
-    sz_scram_creds_t creds;
-};
-
-static void plain_work(void *arg)
-{
-    struct plain_job *job = arg;
-    job->r = sz_sasl_creds(job->cs->sasl, job->status, job->have_creds ? &job->creds : NULL,
-                           &job->out);
-}
-
-static void plain_done(void *arg, int res)
-{
-    struct plain_job *job = arg;
-    struct c2s *cs = job->cs;
-    (void)res;
-    cs->flags &= (uint16_t)~F_LOOKUP;
-    pending--;
-    if (cs->flags & F_ORPHAN)
-        free_state(cs);
-    else if (cs->stage != ST_CLOSED && !spoke_out_of_turn(cs, true))
-        sasl_result(cs, job->r, &job->out);
-    memset(&job->creds, 0, sizeof(job->creds));
-    sz_free(job);
-}
-
-static void on_creds(void *arg, int res, const sz_scram_creds_t *creds)
-{
-    struct c2s *cs = arg;
-    cs->flags &= (uint16_t)~F_LOOKUP;
-    pending--;
-    if (cs->flags & F_ORPHAN) {
-        free_state(cs);
-        return;
-    }
-    if (!cs->sasl || cs->stage == ST_CLOSED)
-        return; /* the exchange ended meanwhile: a late answer is dropped */
-    if (spoke_out_of_turn(cs, false))
-        return;
-    enum sz_sasl_creds_status status = res == 0         ? SZ_SASL_CREDS_FOUND
-                                       : res == -ENOENT ? SZ_SASL_CREDS_NOT_FOUND
-                                                        : SZ_SASL_CREDS_UNAVAILABLE;
-    /* PLAIN derives from the password (PBKDF2, milliseconds): on a worker. */
-    if (sz_sasl_mech(cs->sasl) == SZ_SASL_PLAIN && accounts.offload) {
-        struct plain_job *job = sz_calloc(1, sizeof(*job));
-        job->cs = cs;
-        job->status = status;
-        if (res == 0 && creds) {
-            job->creds = *creds;
-            job->have_creds = true;
-        }
-        cs->flags |= F_LOOKUP;
-        pending++;
-        if (accounts.offload(accounts.ctx, plain_work, plain_done, job) == 0)
-            return;
-        cs->flags &= (uint16_t)~F_LOOKUP;
-        pending--;
-        sz_free(job);
-    }
-    sz_sasl_out_t out;
-    enum sz_sasl_result r = sz_sasl_creds(cs->sasl, status, res == 0 ? creds : NULL, &out);
-    sasl_result(cs, r, &out);
-}
-
-static void lookup(struct c2s *cs, const sz_sasl_out_t *out)
-{
-    char jid[SZ_JID_INPUT_MAX_BYTES + 1];
-    int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)out->user_len, out->user,
-                     conf->hosts[cs->host].domain);
-    sz_jid_t *j = NULL;
-    if (!accounts.get_creds || n <= 0 || (size_t)n >= sizeof(jid) ||
-        sz_jid_parse(jid, (size_t)n, &j) < 0) {
-        sz_sasl_out_t o2;
-        enum sz_sasl_result r = sz_sasl_creds(cs->sasl, accounts.get_creds
-                                                            ? SZ_SASL_CREDS_NOT_FOUND
-                                                            : SZ_SASL_CREDS_UNAVAILABLE,
-                                              NULL, &o2);
-        sasl_result(cs, r, &o2);
-        return;
-    }
-    cs->flags |= F_LOOKUP;
-    pending++;
-    int ret = accounts.get_creds(accounts.ctx, j, on_creds, cs);
-    sz_jid_free(j);
-    if (ret < 0) {
-        pending--;
-        cs->flags &= (uint16_t)~F_LOOKUP;
-        sz_sasl_out_t o2;
-        sasl_result(cs, sz_sasl_creds(cs->sasl, SZ_SASL_CREDS_UNAVAILABLE, NULL, &o2), &o2);
-    }
-}
-
-/* Writes <failure><cond/></failure>, with <scram_error> (a SCRAM
- * server-error message, "e=...", trusted and short; see sz_sasl_out_t) as
- * its <text/>, and counts it. RFC 6120 §6.4.5 allows a configurable number
- * of retries, then a stream error. Only failures about the credentials
- * (<counts>) use up SZ_C2S_MAX_AUTH_FAILURES, and each also takes a token
- * from the source's rate budget, so password guessing is bounded per
- * stream and per address. The rest (a mechanism or channel-binding type
- * the client may change, encoding, syntax, abort) reveal nothing about the
- * password: a client walking down its list of mechanisms must not be cut
- * off by them, but may not loop forever either
- * (SZ_C2S_MAX_SOFT_FAILURES). */
-static void sasl_failure(struct c2s *cs, const char *cond, bool counts, const char *scram_error)
-{
-    char buf[320];
-    int n = snprintf(buf, sizeof(buf), "<failure xmlns='" NS_SASL "'><%s/>%s%s%s</failure>", cond,
-                     scram_error ? "<text xml:lang='en'>" : "", scram_error ? scram_error : "",
-                     scram_error ? "</text>" : "");
-    c2s_write(cs, buf, (size_t)n);
-    if (counts) {
-        if (cs->src_hash && !source_take(cs->src_hash - 1)) {
-            SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, source_rate_limited, 1);
-            SZ_DEBUG("msg=\"source over its rate after a failed login\" conn=%llu",
-                     (unsigned long long)cs->c->id);
-            stream_error(cs, "policy-violation");
-        } else if (sz_sasl_count_failure(&cs->failures, SZ_C2S_MAX_AUTH_FAILURES)) {
-            stream_error(cs, "policy-violation");
-        }
-    } else if (sz_sasl_count_failure(&cs->soft_failures, SZ_C2S_MAX_SOFT_FAILURES)) {
-        stream_error(cs, "policy-violation");
-    }
-}
-
-static void send_b64_element(struct c2s *cs, const char *name, const uint8_t *data, size_t len)
-{
-    size_t cap = sz_sasl_b64_encoded_len(len) + 96;
-    char *buf = sz_malloc(cap);
-    int n = snprintf(buf, cap, "<%s xmlns='" NS_SASL "'>", name);
-    if (len)
-        n += (int)sz_sasl_b64_encode(data, len, buf + n);
-    n += snprintf(buf + n, cap - (size_t)n, "</%s>", name);
-    c2s_write(cs, buf, (size_t)n);
-    sz_free(buf);
-}
-
-static void sasl_result(struct c2s *cs, enum sz_sasl_result res, const sz_sasl_out_t *out)
-{
-    switch (res) {
-    case SZ_SASL_CONTINUE:
-        send_b64_element(cs, "challenge", out->data, out->len);
-        return;
-    case SZ_SASL_NEED_CREDS:
-        lookup(cs, out);
-        return;
-    case SZ_SASL_SUCCESS: {
-        char jid[SZ_JID_INPUT_MAX_BYTES + 1];
-        int n = snprintf(jid, sizeof(jid), "%.*s@%s", (int)out->user_len, out->user,
-                         conf->hosts[cs->host].domain);
-        sz_jid_t *j = NULL;
-        if (n <= 0 || (size_t)n >= sizeof(jid) || sz_jid_parse(jid, (size_t)n, &j) < 0) {
-            stream_error(cs, "internal-server-error");
-            return;
-        }
-        send_b64_element(cs, "success", out->data, out->len);
-        sz_sasl_free(cs->sasl);
-        cs->sasl = NULL;
-        sz_free(cs->cb_unique); /* channel binding is for SASL only */
-        cs->cb_unique = NULL;
-        cs->authed = j;
-        cs->flags |= F_AUTHED;
-        uncount_source(cs);
-        /* RFC 6120 §6.4.6: the client restarts the stream. */
-        cs->stage = ST_HEADER;
-        cs->flags &= (uint16_t)~F_HEADER_SENT;
-        sz_xml_parser_reset(&cs->xp);
-        sz_xml_limits_t lim = {SZ_CONF_LIMIT(conf, max_stanza_bytes),
-                               (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
-                               (uint16_t)SZ_CONF_LIMIT(conf, max_attrs)};
-        sz_xml_parser_set_limits(&cs->xp, &lim);
-        SZ_DEBUG("msg=\"authenticated\" conn=%llu jid=%s", (unsigned long long)cs->c->id, jid);
-        /* Every resource of a user lives on its home reactor (DESIGN §2).
-         * <success/> is queued and goes out from there. */
-        sz_reactor_t *r = sz_conn_reactor(cs->c);
-        unsigned home = sz_router_home(j, r->n);
-        if (home != r->id)
-            sz_conn_move(cs->c, home);
-        return;
-    }
-    case SZ_SASL_FAILURE: {
-        /* <out> points into the exchange: take what is needed first. */
-        bool counts = out->counts;
-        const char *e = out->scram_error; /* static */
-        SZ_DEBUG("msg=\"sasl failure\" conn=%llu condition=%s detail=\"%s\"",
-                 (unsigned long long)cs->c->id, sz_sasl_err_name(out->err),
-                 out->text ? out->text : "");
-        sz_sasl_free(cs->sasl);
-        cs->sasl = NULL;
-        sasl_failure(cs, sz_sasl_err_name(out->err), counts, e);
-        return;
-    }
-    }
-}
-
-static bool name_is(const char *span, const sz_xml_head_t *h, const char *name)
-{
-    return h->name.len == strlen(name) && memcmp(span + h->name.off, name, h->name.len) == 0;
-}
-
-static void on_sasl(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h)
-{
-    sz_xml_tree_t *t = sz_xml_tree_parse(span, len, h->scope);
-    const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;
-    size_t tl = 0;
-    const char *text = root ? sz_xml_text(root, &tl) : NULL;
-    sz_sasl_out_t out;
-    enum sz_sasl_result r;
-    if (!root) {
-        stream_error(cs, "bad-format");
-        goto done;
-    }
-    if (name_is(span, h, "auth")) {
-        if (cs->sasl || (cs->flags & F_LOOKUP)) {
-            stream_error(cs, "policy-violation"); /* a second exchange mid-way */
-            goto done;
-        }
-        if (listener(cs)->kind == SZ_LISTEN_C2S && listener(cs)->tls == SZ_TLS_STARTTLS_REQUIRED &&
-            !(cs->flags & F_TLS)) {
-            sasl_failure(cs, "encryption-required", false, NULL);
-            goto done;
-        }
-        size_t ml = 0;
-        const char *mech = sz_xml_attr(root, "mechanism", NULL, &ml);
-        uint8_t *ir = NULL;
-        ptrdiff_t irlen = 0;
-        if (tl) {
-            ir = sz_malloc(sz_sasl_b64_decoded_max(tl) + 1);
-            irlen = sz_sasl_text_decode(text, tl, ir, sz_sasl_b64_decoded_max(tl) + 1);
-            if (irlen < 0) {
-                sz_free(ir);
-                sasl_failure(cs, "incorrect-encoding", false, NULL);
-                goto done;
-            }
-        }
-        uint8_t cb_exp[SZ_TLS_CB_EXPORTER_BYTES], cb_ep[64], cb_un[SZ_TLS_CB_UNIQUE_MAX_BYTES];
-        size_t cb_ep_len = sizeof(cb_ep), cb_un_len = sizeof(cb_un);
-        unsigned f = sasl_flags(cs);
-        sz_sasl_opts_t o = {.flags = f, .domain = conf->hosts[cs->host].domain,
-                            .domain_len = strlen(conf->hosts[cs->host].domain),
-                            .fake_iterations = SZ_CONF_LIMIT(conf, scram_iterations)};
-        if (conf->node.secret) {
-            o.secret = (const uint8_t *)conf->node.secret;
-            o.secret_len = strlen(conf->node.secret);
-        }
-        /* The binding data is read only by a -PLUS exchange: other
-         * mechanisms need the flags alone (the downgrade check), so the
-         * exporter (an HKDF) is derived only for those. */
-        bool plus = mech && ml > 5 && memcmp(mech + ml - 5, "-PLUS", 5) == 0;
-        if (plus && (f & SZ_SASL_F_CB_EXPORTER) && sz_tls_cb_exporter(cs->tls, cb_exp) == 0)
-            o.cb_exporter = cb_exp;
-        if ((f & SZ_SASL_F_CB_ENDPOINT) &&
-            sz_tls_cb_server_end_point(cs->tls, cb_ep, &cb_ep_len) == 0) {
-            o.cb_endpoint = cb_ep;
-            o.cb_endpoint_len = cb_ep_len;
-        }
-        if (plus && (f & SZ_SASL_F_CB_UNIQUE)) {
-            if (cs->cb_unique) {
-                o.cb_unique = cs->cb_unique + 1;
-                o.cb_unique_len = cs->cb_unique[0];
-            } else if (sz_tls_cb_unique(cs->tls, cb_un, &cb_un_len) == 0) {
-                o.cb_unique = cb_un;
-                o.cb_unique_len = cb_un_len;
-            }
-        }
-        cs->sasl = sz_sasl_new(&o);
-        r = sz_sasl_start(cs->sasl, mech ? mech : "", mech ? ml : 0, tl ? ir : NULL,
-                          (size_t)irlen, &out);
-        sz_free(ir);
-        sasl_result(cs, r, &out);
-    } else if (name_is(span, h, "response") || name_is(span, h, "abort")) {
-        if (!cs->sasl) {
-            stream_error(cs, "not-authorized"); /* RFC 6120 §6.4: no exchange running */
-            goto done;
-        }
-        if (cs->flags & F_LOOKUP) {
-            /* The exchange is held by a lookup or a worker: answer when it
-             * comes back (see spoke_out_of_turn()). */
-            cs->flags |= F_SPOKE;
-            goto done;
-        }
-        if (name_is(span, h, "abort")) {
-            r = sz_sasl_fail(cs->sasl, SZ_SASL_ERR_ABORTED, &out);
-        } else {
-            uint8_t *resp = sz_malloc(sz_sasl_b64_decoded_max(tl) + 1);
-            ptrdiff_t rl = sz_sasl_text_decode(text ? text : "", tl, resp,
-                                               sz_sasl_b64_decoded_max(tl) + 1);
-            r = rl < 0 ? sz_sasl_fail(cs->sasl, SZ_SASL_ERR_INCORRECT_ENCODING, &out)
-                       : sz_sasl_step(cs->sasl, resp, (size_t)rl, &out);
-            sz_free(resp);
-        }
-        sasl_result(cs, r, &out);
-    } else {
-        stream_error(cs, "unsupported-stanza-type");
-    }
-done:
-    sz_xml_tree_free(t);
-}
-
-/* ---- stream management (XEP-0198) ------------------------------------------ */
-
-/* True (and the stream ended with policy-violation) when the client
- * already holds as many unacknowledged stanzas as allowed: one that never
- * acknowledges must not make the queue grow without bound. */
-static bool sm_full(struct c2s *cs)
-{
-    if (!cs->sm || sz_sm_unacked(cs->sm) < SZ_CONF_LIMIT(conf, max_unacked_stanzas))
-        return false;
-    stream_error(cs, "policy-violation");
-    return true;
-}
-
-/* Asks the client for an ack (XEP-0198 §4). Written past the output cap's
- * check, like the stanza it follows. */
-static void sm_request(struct c2s *cs)
-{
-    static const char r[] = "<r xmlns='" NS_SM "'/>";
-    raw_write(cs, r, sizeof(r) - 1);
-}
-
-/* Counts a stanza just written to the client (<st>: a reference to queue
- * until acknowledged, or NULL for one made for this client alone); asks
- * for an ack every SZ_SM_REQUEST_AFTER stanzas. */
-static void sm_sent(struct c2s *cs, sz_stanza_t *st)
-{
-    if (!cs->sm) {
-        if (st)
-            sz_stanza_unref(st);
-        return;
-    }
-    if (sz_sm_sent(cs->sm, st) > 0)
-        sm_request(cs);
-}
-
-static void sm_failed(struct c2s *cs, const char *cond)
-{
-    char buf[160];
-    int n = snprintf(buf, sizeof(buf),
-                     "<failed xmlns='" NS_SM "'><%s xmlns='" NS_STANZAS "'/></failed>", cond);
-    c2s_write(cs, buf, (size_t)n);
-}
-
-/* A top-level element in urn:xmpp:sm:3 after authentication. Without
- * resumption: <enabled/> never carries 'resume' or 'id' (XEP-0198 §5). */
-static void on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h)
-{
-    char buf[96];
-    if (name_is(span, h, "enable")) {
-        /* §3: only after resource binding, and once. */
-        if (!(cs->flags & F_BOUND) || cs->sm) {
-            sm_failed(cs, "unexpected-request");
-            return;
-        }
-        cs->sm = sz_sm_new();
-        SZ_STAT_ADD(&sz_conn_reactor(cs->c)->stats, sm_enabled, 1);
-        c2s_writes(cs, "<enabled xmlns='" NS_SM "'/>");
-    } else if (name_is(span, h, "resume")) {
-        /* §5: no resumable sessions here; a bound stream cannot resume. */
-        sm_failed(cs, (cs->flags & F_BOUND) ? "unexpected-request" : "feature-not-implemented");
-    } else if (name_is(span, h, "r") && cs->sm) {
-        int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", sz_sm_h(cs->sm));
-        c2s_write(cs, buf, (size_t)n);
-    } else if (name_is(span, h, "a") && cs->sm) {
-        sz_xml_tree_t *t = sz_xml_tree_parse(span, len, h->scope);
-        const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;
-        uint32_t acked;
-        if (!root || !sz_xml_attr_u32(root, "h", &acked)) {
-            stream_error(cs, "invalid-xml");
-        } else {
-            int ret = sz_sm_acked(cs->sm, acked);
-            if (ret < 0) {
-                /* §4: an 'h' above what was sent ends the stream. */
-                char app[160];
-                snprintf(app, sizeof(app),
-                         "<handled-count-too-high xmlns='" NS_SM "' h='%u' send-count='%u'/>",
-                         acked, sz_sm_sent_count(cs->sm));
-                stream_error_app(cs, "undefined-condition", app);
-            } else if (ret > 0) {
-                sm_request(cs);
-            }
-        }
-        sz_xml_tree_free(t);
-    } else {
-        /* <r/>, <a/> before <enable/>, or an unknown element. */
-        stream_error(cs, "unsupported-stanza-type");
-    }
-}
-
-static void undelivered(void *ctx, sz_stanza_t *st)
-{
-    sz_reactor_t *r = ctx;
-    SZ_STAT_ADD(&r->stats, sm_unacked, 1);
-    sz_router_undelivered(r, st);
-}
-
 /* ---- binding ------------------------------------------------------------- */
 
-/* An iq result or error for request id <id> (decoded; NULL: none), built
- * with the escaping builder. <inner> is trusted serialized XML or NULL;
- * <etype>/<cond> make it an error. */
+/* A <kind> result or error for request id <id> (decoded; NULL: none),
+ * straight to the client, built with the escaping builder. <inner> is
+ * trusted serialized XML or NULL; <e> makes it a stanza error. */
 static void answer(struct c2s *cs, const char *kind, const char *id, size_t idlen,
-                   const char *inner, const char *etype, const char *cond)
+                   const char *inner, enum sz_stanza_err e)
 {
     sz_xb_t xb;
     sz_xb_init(&xb, 256);
     sz_xb_start(&xb, kind, NULL);
-    sz_xb_attr(&xb, "type", cond ? "error" : "result");
+    sz_xb_attr(&xb, "type", e ? "error" : "result");
     if (id)
         sz_xb_attr_n(&xb, "id", id, idlen);
     if (inner)
         sz_xb_raw(&xb, inner, strlen(inner));
-    if (cond) {
-        sz_xb_start(&xb, "error", NULL);
-        sz_xb_attr(&xb, "type", etype);
-        sz_xb_empty(&xb, cond, "urn:ietf:params:xml:ns:xmpp-stanzas");
-        sz_xb_end(&xb);
-    }
+    if (e)
+        sz_stanza_err_build(&xb, e, SZ_STANZA_ERRT_DEFAULT);
     sz_xb_end(&xb);
     char *xml;
     size_t len;
     if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        if (!sm_full(cs) && c2s_write(cs, xml, len) >= 0)
-            sm_sent(cs, NULL);
+        if (!c2s_sm_full(cs) && c2s_write(cs, xml, len) >= 0)
+            c2s_sm_sent(cs, NULL);
         sz_free(xml);
     }
 }
 
-static void iq_answer(struct c2s *cs, const char *id, size_t idlen, const char *inner,
-                      const char *etype, const char *cond)
-{
-    answer(cs, "iq", id, idlen, inner, etype, cond);
-}
-
-/* A stanza error for <st> (any kind) straight to the client. */
-static void stanza_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+/* The answer to <st> (any kind, with its id): a result with <inner> or,
+ * when <e> is set, a stanza error. Every error c2s answers itself has the
+ * type RFC 6120 §8.3.3 pairs with its condition. */
+static void answer_to(struct c2s *cs, const sz_stanza_t *st, const char *inner,
+                      enum sz_stanza_err e)
 {
     static const char *const kinds[] = {"message", "presence", "iq"};
     char id[1024];
     ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
     enum sz_stanza_kind k = sz_stanza_kind(st);
     answer(cs, kinds[k <= SZ_STANZA_IQ ? k : SZ_STANZA_IQ], il >= 0 ? id : NULL,
-           il >= 0 ? (size_t)il : 0, NULL, type, cond);
+           il >= 0 ? (size_t)il : 0, inner, e);
 }
 
+/* An iq result for <st>, with <inner> (trusted XML) or NULL. */
 static void iq_reply(struct c2s *cs, const sz_stanza_t *st, const char *inner)
 {
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, inner, NULL, NULL);
+    answer_to(cs, st, inner, 0);
 }
 
-static void iq_error(struct c2s *cs, const sz_stanza_t *st, const char *type, const char *cond)
+/* Stanza error <e> for <st> (any kind) straight to the client. */
+static void stanza_error(struct c2s *cs, const sz_stanza_t *st, enum sz_stanza_err e)
 {
-    char id[1024];
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
-    iq_answer(cs, il >= 0 ? id : NULL, il >= 0 ? (size_t)il : 0, NULL, type, cond);
+    answer_to(cs, st, NULL, e);
 }
 
 static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *bind)
@@ -1092,7 +590,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     sz_reactor_t *r = sz_conn_reactor(cs->c);
     if (sz_router_home(cs->authed, r->n) != r->id) {
         /* The move to the home reactor failed (no free slot there). */
-        stream_error(cs, "resource-constraint");
+        c2s_stream_error(cs, SZ_STREAM_RESOURCE_CONSTRAINT);
         return;
     }
     const sz_xml_node_t *res = sz_xml_child(bind, "resource", NS_BIND);
@@ -1107,7 +605,7 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     }
     sz_jid_t *full = NULL;
     if (sz_jid_with_resource(cs->authed, rtext, rl, &full) < 0) {
-        iq_error(cs, st, "modify", "bad-request"); /* RFC 6120 §7.7.2.1 */
+        stanza_error(cs, st, SZ_STANZA_ERR_BAD_REQUEST); /* RFC 6120 §7.7.2.1 */
         return;
     }
     cs->sess.jid = full;
@@ -1117,8 +615,9 @@ static void bind_resource(struct c2s *cs, sz_stanza_t *st, const sz_xml_node_t *
     sz_jid_free(cs->authed);
     cs->authed = NULL;
     watch_idle(cs);
+    /* RFC 6120 §7.7.2.2: the new one wins. */
     if (old)
-        old->ops->kick(old, "conflict"); /* RFC 6120 §7.7.2.2: the new one wins */
+        old->ops->kick(old, SZ_STREAM_CONFLICT);
     size_t fl;
     const char *fj = sz_jid_full(full, &fl);
     sz_xb_t xb;
@@ -1155,7 +654,7 @@ static sz_stanza_t *stamp_from(struct c2s *cs, sz_stanza_t *st)
             !(sz_jid_full_eq(j, cs->sess.jid) ||
               (sz_jid_is_bare(j) && sz_jid_bare_eq(j, cs->sess.jid)))) {
             sz_stanza_unref(st);
-            stream_error(cs, "invalid-from");
+            c2s_stream_error(cs, SZ_STREAM_INVALID_FROM);
             return NULL;
         }
     }
@@ -1183,7 +682,7 @@ static void on_stanza(struct c2s *cs, sz_stanza_t *st)
             ssize_t tn = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type));
             bool is_error = tn == 5 && memcmp(type, "error", 5) == 0;
             if (!is_error)
-                stanza_error(cs, st, "modify", "jid-malformed");
+                stanza_error(cs, st, SZ_STANZA_ERR_JID_MALFORMED);
             sz_stanza_unref(st);
             return;
         }
@@ -1200,11 +699,7 @@ static void pre_answer(void *p, const char *id, size_t idlen, const char *inner,
     struct c2s *cs = p;
     if ((cs->flags & F_ORPHAN) || cs->stage == ST_CLOSED)
         return;
-    if (e)
-        iq_answer(cs, id, idlen, NULL, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
-                  sz_stanza_err_name(e));
-    else
-        iq_answer(cs, id, idlen, inner, NULL, NULL);
+    answer(cs, "iq", id, idlen, e ? NULL : inner, e);
 }
 
 static bool pre_hold(void *p)
@@ -1213,7 +708,7 @@ static bool pre_hold(void *p)
     if (cs->flags & F_LOOKUP)
         return false;
     cs->flags |= F_LOOKUP;
-    pending++;
+    c2s_pending++;
     return true;
 }
 
@@ -1221,9 +716,9 @@ static void pre_release(void *p)
 {
     struct c2s *cs = p;
     cs->flags &= (uint16_t)~F_LOOKUP;
-    pending--;
+    c2s_pending--;
     if (cs->flags & F_ORPHAN)
-        free_state(cs);
+        c2s_free_state(cs);
 }
 
 static const sz_preauth_ops_t pre_ops = {pre_answer, pre_hold, pre_release};
@@ -1244,14 +739,14 @@ static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
     bool get = tn == 3 && memcmp(type, "get", 3) == 0, set = tn == 3 && memcmp(type, "set", 3) == 0;
     sz_iq_fn fn = sz_hooks_iq_find(payload, SZ_IQ_PREAUTH);
     if (!fn) {
-        stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         return;
     }
     if (!get && !set) {
-        iq_error(cs, st, "modify", "bad-request");
+        stanza_error(cs, st, SZ_STANZA_ERR_BAD_REQUEST);
         return;
     }
-    const sz_conf_listen_t *l = listener(cs);
+    const sz_conf_listen_t *l = c2s_listener(cs);
     sz_preauth_t pre = {cs, &pre_ops, cs->src_hash,
                         (cs->flags & F_TLS) || l->kind != SZ_LISTEN_C2S ||
                             l->tls != SZ_TLS_STARTTLS_REQUIRED};
@@ -1259,11 +754,9 @@ static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
                          .kind = SZ_STANZA_IQ, .type = get ? "get" : "set", .pre = &pre};
     int ret = fn(&ctx, payload, set);
     if (ret == SZ_PASS) {
-        stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
     } else if (ret < 0) {
-        enum sz_stanza_err e = (enum sz_stanza_err)-ret;
-        iq_error(cs, st, sz_stanza_err_type_name(sz_stanza_err_default_type(e)),
-                 sz_stanza_err_name(e));
+        stanza_error(cs, st, (enum sz_stanza_err)-ret);
     }
 }
 
@@ -1273,7 +766,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
     if (cs->stage != ST_OPEN)
         return 1;
     /* STARTTLS (RFC 6120 §5.4.2). */
-    if (h->ns_id == SZ_XML_NS_TLS && name_is(span, h, "starttls")) {
+    if (h->ns_id == SZ_XML_NS_TLS && c2s_name_is(span, h, "starttls")) {
         if (!tls_offered(cs) || (cs->flags & F_AUTHED)) {
             c2s_writes(cs, "<failure xmlns='" NS_TLS "'/></stream:stream>");
             cs->stage = ST_CLOSED;
@@ -1288,28 +781,29 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
     }
     if (!(cs->flags & F_AUTHED)) {
         if (h->ns_id == SZ_XML_NS_SASL) {
-            on_sasl(cs, span, len, h);
+            c2s_on_sasl(cs, span, len, h);
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* XEP-0077: registration is the one stanza allowed before
          * authentication, through the module that serves it. */
-        if (h->ns_id == SZ_XML_NS_CLIENT && name_is(span, h, "iq")) {
+        if (h->ns_id == SZ_XML_NS_CLIENT && c2s_name_is(span, h, "iq")) {
             sz_stanza_t *st = sz_stanza_new(span, len, h);
             on_preauth_iq(cs, st);
             sz_stanza_unref(st);
             return cs->stage == ST_OPEN ? 0 : 1;
         }
         /* RFC 6120 §4.9.3.12: nothing else before authentication. */
-        stream_error(cs, "not-authorized");
+        c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         return 1;
     }
     if (h->ns_id == SZ_XML_NS_SM) {
-        on_sm(cs, span, len, h);
+        c2s_on_sm(cs, span, len, h);
         return cs->stage == ST_OPEN ? 0 : 1;
     }
     if (h->ns_id != SZ_XML_NS_CLIENT || h->name.len < 2 ||
-        !(name_is(span, h, "message") || name_is(span, h, "presence") || name_is(span, h, "iq"))) {
-        stream_error(cs, "unsupported-stanza-type");
+        !(c2s_name_is(span, h, "message") || c2s_name_is(span, h, "presence") ||
+          c2s_name_is(span, h, "iq"))) {
+        c2s_stream_error(cs, SZ_STREAM_UNSUPPORTED_STANZA_TYPE);
         return 1;
     }
     sz_stanza_t *st = sz_stanza_new(span, len, h);
@@ -1322,7 +816,7 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
         if (bind && tn == 3 && memcmp(type, "set", 3) == 0)
             bind_resource(cs, st, bind);
         else
-            stream_error(cs, "not-authorized");
+            c2s_stream_error(cs, SZ_STREAM_NOT_AUTHORIZED);
         sz_stanza_unref(st);
         return cs->stage == ST_OPEN ? 0 : 1;
     }
@@ -1369,7 +863,7 @@ static int feed_plain(struct c2s *cs, const char *p, size_t n)
     while (n && cs->stage != ST_CLOSED && cs->stage != ST_TLS) {
         ssize_t k = sz_xml_parser_feed(&cs->xp, p, n);
         if (k < 0) {
-            stream_error(cs, sz_stream_err_name((enum sz_stream_err)-k));
+            c2s_stream_error(cs, (enum sz_stream_err)-k);
             return -1;
         }
         if (k == 0)
@@ -1412,7 +906,7 @@ static int tls_handshake(void *ud, sz_tls_t *t)
 static void tls_finished(void *ud, const uint8_t *p, size_t n)
 {
     struct c2s *cs = ud;
-    if (!conf->tls.unique_on_tls13 || n == 0 || n > UINT8_MAX || cs->cb_unique)
+    if (!c2s_conf->tls.unique_on_tls13 || n == 0 || n > UINT8_MAX || cs->cb_unique)
         return;
     cs->cb_unique = sz_malloc(n + 1);
     cs->cb_unique[0] = (uint8_t)n;
@@ -1448,15 +942,16 @@ static void c2s_open(sz_conn_t *c)
     struct c2s *cs = sz_calloc(1, sizeof(*cs));
     cs->c = c;
     c->pstate = cs;
-    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES, (uint16_t)SZ_CONF_LIMIT(conf, max_depth),
-                           (uint16_t)SZ_CONF_LIMIT(conf, max_attrs)};
-    if (lim.max_stanza_bytes > SZ_CONF_LIMIT(conf, max_stanza_bytes))
-        lim.max_stanza_bytes = SZ_CONF_LIMIT(conf, max_stanza_bytes);
+    sz_xml_limits_t lim = {SZ_C2S_PREAUTH_STANZA_BYTES,
+                           (uint16_t)SZ_CONF_LIMIT(c2s_conf, max_depth),
+                           (uint16_t)SZ_CONF_LIMIT(c2s_conf, max_attrs)};
+    if (lim.max_stanza_bytes > SZ_CONF_LIMIT(c2s_conf, max_stanza_bytes))
+        lim.max_stanza_bytes = SZ_CONF_LIMIT(c2s_conf, max_stanza_bytes);
     sz_xml_parser_init(&cs->xp, &lim, &xml_ops, cs);
     sz_xml_parser_set_content_ns(&cs->xp, 1u << SZ_XML_NS_CLIENT);
     cs->opened = clock32();
     arm_handshake(cs);
-    if (listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
+    if (c2s_listener(cs)->kind == SZ_LISTEN_C2S_TLS) {
         sz_tls_ctx_t *ctx = __atomic_load_n(&tls_ctx, __ATOMIC_ACQUIRE);
         if (!ctx) {
             cs->stage = ST_CLOSED;
@@ -1498,7 +993,7 @@ static void c2s_timer(sz_conn_t *c)
     else if (cs->tls && !(cs->flags & F_TLS))
         sz_conn_close(c, false); /* mid-handshake: no stream to write to */
     else
-        stream_error(cs, "connection-timeout");
+        c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
 }
 
 static void c2s_shutdown(sz_conn_t *c)
@@ -1507,7 +1002,7 @@ static void c2s_shutdown(sz_conn_t *c)
     if (cs->stage == ST_CLOSED || (cs->tls && !(cs->flags & F_TLS)))
         sz_conn_close(c, false);
     else
-        stream_error(cs, "system-shutdown");
+        c2s_stream_error(cs, SZ_STREAM_SYSTEM_SHUTDOWN);
 }
 
 /* The peer closed TCP or the connection broke (a reset): no stream end
@@ -1534,13 +1029,13 @@ static void c2s_close(sz_conn_t *c)
     c->pstate = NULL;
     if (!cs)
         return;
-    uncount_source(cs);
+    c2s_uncount_source(cs);
     if (cs->flags & F_UNBIND_LATER)
         forget_unbind(cs);
     if (cs->flags & F_BOUND)
         unbind_now(cs); /* also handles what XEP-0198 left unacknowledged */
     if (cs->sm) {
-        sz_sm_free(cs->sm, undelivered, sz_conn_reactor(c));
+        sz_sm_free(cs->sm, c2s_undelivered, sz_conn_reactor(c));
         cs->sm = NULL;
     }
     if (cs->flags & F_LOOKUP) {
@@ -1550,7 +1045,7 @@ static void c2s_close(sz_conn_t *c)
         cs->c = NULL;
         return;
     }
-    free_state(cs);
+    c2s_free_state(cs);
 }
 
 static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
@@ -1572,19 +1067,19 @@ static void c2s_peer(sz_conn_t *c, const struct sockaddr *sa, unsigned len)
     if (cs->flags & F_AUTHED || cs->stage == ST_CLOSED)
         return;
     /* The rate first: a source past its burst is refused whatever it holds. */
-    if (!source_take(slot)) {
+    if (!c2s_source_take(slot)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_rate_limited, 1);
         SZ_DEBUG("msg=\"source over its connection rate\" conn=%llu", (unsigned long long)c->id);
-        stream_error(cs, "policy-violation");
+        c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
         return;
     }
     cs->src = slot + 1;
     uint32_t n = __atomic_add_fetch(&unauth_by_src[slot], 1, __ATOMIC_RELAXED);
-    if (n > SZ_CONF_LIMIT(conf, max_unauth_per_source)) {
+    if (n > SZ_CONF_LIMIT(c2s_conf, max_unauth_per_source)) {
         SZ_STAT_ADD(&sz_conn_reactor(c)->stats, source_limited, 1);
         SZ_DEBUG("msg=\"source over its unauthenticated connections\" conn=%llu",
                  (unsigned long long)c->id);
-        stream_error(cs, "policy-violation");
+        c2s_stream_error(cs, SZ_STREAM_POLICY_VIOLATION);
     }
 }
 
@@ -1618,9 +1113,9 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
      * violation once its queue would pass the cap): not delivered. With
      * stream management the sender learns it (XEP-0198 §4); without, the
      * stanza is lost as with any broken TCP connection. */
-    if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || sm_full(cs)) {
+    if (cs->stage == ST_CLOSED || !cs->c || over_cap(cs, len) || c2s_sm_full(cs)) {
         if (had_sm)
-            undelivered(sz_reactor_self(), st);
+            c2s_undelivered(sz_reactor_self(), st);
         else
             sz_stanza_unref(st);
         delivering--;
@@ -1643,14 +1138,14 @@ static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
         end_session(cs);
         sz_router_undelivered(sz_reactor_self(), st);
     } else if (cs->sm) {
-        sm_sent(cs, st); /* keeps the reference until acknowledged */
+        c2s_sm_sent(cs, st); /* keeps the reference until acknowledged */
     } else {
         sz_stanza_unref(st);
     }
     delivering--;
 }
 
-static void sess_kick(sz_session_t *s, const char *cond)
+static void sess_kick(sz_session_t *s, enum sz_stream_err cond)
 {
     struct c2s *cs = of_sess(s);
     /* A replaced session was unlinked by the router already: it is no
@@ -1665,7 +1160,7 @@ static void sess_kick(sz_session_t *s, const char *cond)
             s->presence = NULL;
         }
     }
-    stream_error(cs, cond);
+    c2s_stream_error(cs, cond);
 }
 
 static const sz_session_ops_t session_ops = {sess_deliver, sess_kick};

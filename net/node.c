@@ -8,6 +8,7 @@
 #include "net/node.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -267,6 +268,17 @@ static void *reactor_main(void *arg)
 
 /* ---- main-thread API ------------------------------------------------- */
 
+static void drop_msg(void *ctx, unsigned src, void *msg)
+{
+    sz_msg_t *m = msg;
+    (void)ctx;
+    (void)src;
+    if (m->drop)
+        m->drop(m);
+    else
+        sz_free(m);
+}
+
 static void free_node(sz_node_t *node)
 {
     for (unsigned i = 0; i < node->nlisteners; i++)
@@ -398,6 +410,12 @@ void sz_node_stop(sz_node_t *node)
     }
     for (unsigned i = 0; i < node->n; i++)
         pthread_join(node->threads[i], NULL);
+    /* A reactor that was still closing sessions may have posted to one
+     * that had already exited (the unavailable presence of a user's last
+     * session to a contact homed there): nobody will take those messages
+     * now, so they are dropped here, the only thread left. */
+    for (unsigned i = 0; i < node->n; i++)
+        sz_xq_drain(node->xq, i, UINT_MAX, drop_msg, NULL);
     pthread_barrier_destroy(&node->barrier);
     io_uring_queue_exit(&node->ctrl);
     __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);

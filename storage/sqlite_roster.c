@@ -247,20 +247,32 @@ static int bump_ver(struct sz_sqlite_conn *c, sz_store_req_t *q, const char *wha
     return 0;
 }
 
+/* Opens the write transaction of a write that needs the owner's account
+ * (roster.h: no data outlives its account). Returns 0 inside the
+ * transaction, or -errno with the transaction rolled back (-ENOENT: no
+ * such account). */
+static int begin_owned(struct sz_sqlite_conn *c, const sz_store_req_t *q, const char *what)
+{
+    int64_t v;
+    int ret = rrun(c, R_BEGIN_WRITE, NULL, what);
+    if (ret < 0)
+        return ret;
+    ret = rone(c, R_ACCT_EXISTS, q, what, &v);
+    if (ret > 0)
+        return 0;
+    rollback(c, what);
+    return ret == 0 ? -ENOENT : ret;
+}
+
 static int roster_put(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     const char *what = "roster_put";
     sqlite3_stmt *s;
     int64_t v;
     int rc;
-    int ret = rrun(c, R_BEGIN_WRITE, NULL, what);
+    int ret = begin_owned(c, q, what);
     if (ret < 0)
         return ret;
-    ret = rone(c, R_ACCT_EXISTS, q, what, &v);
-    if (ret == 0)
-        ret = -ENOENT;
-    if (ret < 0)
-        goto fail;
     /* The limit counts the items there before this put, and only a new
      * contact can cross it. */
     if (q->u.roster.max_items) {
@@ -333,16 +345,10 @@ static int pending_add(struct sz_sqlite_conn *c, sz_store_req_t *q)
 {
     const char *what = "pending_add";
     sqlite3_stmt *s;
-    int64_t v;
     int rc;
-    int ret = rrun(c, R_BEGIN_WRITE, NULL, what);
+    int ret = begin_owned(c, q, what);
     if (ret < 0)
         return ret;
-    ret = rone(c, R_ACCT_EXISTS, q, what, &v);
-    if (ret == 0)
-        ret = -ENOENT;
-    if (ret < 0)
-        goto fail;
     s = rstmt(c, R_PEND_PUT, q);
     if (!s) {
         ret = -EIO;

@@ -1,9 +1,11 @@
 /*
- * Names of the RFC 6120 §4.9.3 stream error conditions. Static tables only;
- * any thread.
+ * Names of the RFC 6120 §4.9.3 stream error conditions, and the one place
+ * a <stream:error> is written. Static tables only; any thread.
  */
 #include "core/xml/errors.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const names[SZ_STREAM_ERR_COUNT] = {
@@ -49,4 +51,13 @@ enum sz_stream_err sz_stream_err_from_name(const char *name, unsigned len)
         if (strlen(names[e]) == len && memcmp(names[e], name, len) == 0)
             return (enum sz_stream_err)e;
     return SZ_STREAM_OK;
+}
+
+int sz_stream_err_format(char *buf, size_t cap, enum sz_stream_err e, const char *app)
+{
+    int n = snprintf(buf, cap,
+                     "<stream:error><%s xmlns='" SZ_NS_STREAMS "'/>%s</stream:error>"
+                     "</stream:stream>",
+                     sz_stream_err_name(e), app ? app : "");
+    return n >= 0 && (size_t)n < cap ? n : -ENOSPC;
 }

@@ -2,10 +2,16 @@
  * Stream error conditions of RFC 6120 §4.9.3 as values (STYLE §4). The
  * parser reports a rejected stream as -<condition>; the stream layer turns
  * the condition into <stream:error><name xmlns='urn:ietf:params:xml:ns:
- * xmpp-streams'/></stream:error>. Pure data: any thread.
+ * xmpp-streams'/></stream:error> with sz_stream_err_format(). Static
+ * tables and pure functions: any thread.
  */
 #ifndef SZ_CORE_XML_ERRORS_H
 #define SZ_CORE_XML_ERRORS_H
+
+#include <stddef.h>
+
+/* Namespace of the stream error conditions (RFC 6120 §4.9.3). */
+#define SZ_NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
 
 /* Every condition of RFC 6120 §4.9.3, in the RFC's order. 0 is "no error",
  * so a condition can travel as a negative int return value. */
@@ -51,5 +57,18 @@ const char *sz_stream_err_name(enum sz_stream_err e);
  * returns the condition or SZ_STREAM_OK when <name> is not one.
  */
 enum sz_stream_err sz_stream_err_from_name(const char *name, unsigned len);
+
+/**
+ * Any thread. The last bytes of a stream that fails with <e> (RFC 6120
+ * §4.9.1): <stream:error><e xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>
+ * <app></stream:error></stream:stream>, into <buf> (<cap> bytes, NUL
+ * added). <app> is trusted serialized XML (an application-specific
+ * condition, §4.9.4) or NULL. <e> is named as sz_stream_err_name() does:
+ * SZ_STREAM_OK and out-of-range values are written as undefined-condition,
+ * not rejected, since the stream must still end with an error. Returns the
+ * length (NUL not counted), or -ENOSPC when it does not fit in <cap>
+ * (then <buf> holds nothing usable).
+ */
+int sz_stream_err_format(char *buf, size_t cap, enum sz_stream_err e, const char *app);
 
 #endif

@@ -73,7 +73,7 @@ static void fake_deliver(sz_session_t *s, sz_stanza_t *st)
     sz_stanza_unref(st);
 }
 
-static void fake_kick(sz_session_t *s, const char *cond)
+static void fake_kick(sz_session_t *s, enum sz_stream_err cond)
 {
     (void)cond;
     ((fake_t *)s)->kicks++;

@@ -1,7 +1,7 @@
 /*
  * core/stanza.c and core/xml/tree.c: stanza header and kind, refcounts,
  * lazy tree (children, text, attributes by name and namespace), to/from
- * rewrite without re-serialisation, stanza error table.
+ * rewrite without re-serialisation, stanza error table and builder.
  */
 #include "core/stanza.h"
 
@@ -287,6 +287,106 @@ SZ_TEST(attr_u32)
     }
 }
 
+/* Every condition of RFC 6120 §8.3.3 with the type its examples use,
+ * written out here rather than taken from core/stanza.c. */
+static const struct {
+    enum sz_stanza_err e;
+    const char *name, *type;
+} rfc_stanza_errs[] = {
+    {SZ_STANZA_ERR_BAD_REQUEST, "bad-request", "modify"},
+    {SZ_STANZA_ERR_CONFLICT, "conflict", "cancel"},
+    {SZ_STANZA_ERR_FEATURE_NOT_IMPLEMENTED, "feature-not-implemented", "cancel"},
+    {SZ_STANZA_ERR_FORBIDDEN, "forbidden", "auth"},
+    {SZ_STANZA_ERR_GONE, "gone", "cancel"},
+    {SZ_STANZA_ERR_INTERNAL_SERVER_ERROR, "internal-server-error", "cancel"},
+    {SZ_STANZA_ERR_ITEM_NOT_FOUND, "item-not-found", "cancel"},
+    {SZ_STANZA_ERR_JID_MALFORMED, "jid-malformed", "modify"},
+    {SZ_STANZA_ERR_NOT_ACCEPTABLE, "not-acceptable", "modify"},
+    {SZ_STANZA_ERR_NOT_ALLOWED, "not-allowed", "cancel"},
+    {SZ_STANZA_ERR_NOT_AUTHORIZED, "not-authorized", "auth"},
+    {SZ_STANZA_ERR_POLICY_VIOLATION, "policy-violation", "modify"},
+    {SZ_STANZA_ERR_RECIPIENT_UNAVAILABLE, "recipient-unavailable", "wait"},
+    {SZ_STANZA_ERR_REDIRECT, "redirect", "modify"},
+    {SZ_STANZA_ERR_REGISTRATION_REQUIRED, "registration-required", "auth"},
+    {SZ_STANZA_ERR_REMOTE_SERVER_NOT_FOUND, "remote-server-not-found", "cancel"},
+    {SZ_STANZA_ERR_REMOTE_SERVER_TIMEOUT, "remote-server-timeout", "wait"},
+    {SZ_STANZA_ERR_RESOURCE_CONSTRAINT, "resource-constraint", "wait"},
+    {SZ_STANZA_ERR_SERVICE_UNAVAILABLE, "service-unavailable", "cancel"},
+    {SZ_STANZA_ERR_SUBSCRIPTION_REQUIRED, "subscription-required", "auth"},
+    {SZ_STANZA_ERR_UNDEFINED_CONDITION, "undefined-condition", "modify"},
+    {SZ_STANZA_ERR_UNEXPECTED_REQUEST, "unexpected-request", "wait"},
+};
+
+/* <iq> holding sz_stanza_err_build(<e>, <t>), compared with the error
+ * element <type>/<name> should give. */
+static void check_err_build(enum sz_stanza_err e, enum sz_stanza_err_type t, const char *type,
+                            const char *name)
+{
+    sz_xb_t xb;
+    sz_xb_init(&xb, 0);
+    sz_xb_start(&xb, "iq", NULL);
+    SZ_CHECK_INT(sz_stanza_err_build(&xb, e, t), 0);
+    sz_xb_end(&xb);
+    char *xml = NULL, want[256];
+    size_t len;
+    SZ_CHECK_INT(sz_xb_finish(&xb, &xml, &len), 0);
+    snprintf(want, sizeof(want),
+             "<iq><error type=\"%s\"><%s xmlns=\"urn:ietf:params:xml:ns:xmpp-stanzas\"/>"
+             "</error></iq>",
+             type, name);
+    SZ_CHECK_STR(xml, want);
+    sz_free(xml);
+}
+
+/* sz_stanza_err_build: every condition with its RFC name, default type
+ * and namespace, and as parsed back; an explicit type wins; a value that
+ * is no condition becomes undefined-condition; a builder error sticks. */
+SZ_TEST(stanza_err_build)
+{
+    size_t n = sizeof(rfc_stanza_errs) / sizeof(rfc_stanza_errs[0]);
+    SZ_CHECK_INT(n, SZ_STANZA_ERR_COUNT - 1);
+    for (size_t i = 0; i < n; i++) {
+        check_err_build(rfc_stanza_errs[i].e, SZ_STANZA_ERRT_DEFAULT, rfc_stanza_errs[i].type,
+                        rfc_stanza_errs[i].name);
+        SZ_CHECK_STR(sz_stanza_err_name(rfc_stanza_errs[i].e), rfc_stanza_errs[i].name);
+    }
+    /* Explicit types, including one the RFC does not pair with the
+     * condition, and one out of range (the default then). */
+    check_err_build(SZ_STANZA_ERR_FEATURE_NOT_IMPLEMENTED, SZ_STANZA_ERRT_MODIFY, "modify",
+                    "feature-not-implemented");
+    check_err_build(SZ_STANZA_ERR_BAD_REQUEST, SZ_STANZA_ERRT_CONTINUE, "continue", "bad-request");
+    check_err_build(SZ_STANZA_ERR_FORBIDDEN, SZ_STANZA_ERRT_AUTH, "auth", "forbidden");
+    check_err_build(SZ_STANZA_ERR_GONE, (enum sz_stanza_err_type)9, "cancel", "gone");
+    check_err_build(SZ_STANZA_ERR_CONFLICT, (enum sz_stanza_err_type)5, "cancel", "conflict");
+    /* Out of range: undefined-condition with its default type. */
+    check_err_build((enum sz_stanza_err)0, SZ_STANZA_ERRT_DEFAULT, "modify", "undefined-condition");
+    check_err_build(SZ_STANZA_ERR_COUNT, SZ_STANZA_ERRT_DEFAULT, "modify", "undefined-condition");
+    check_err_build((enum sz_stanza_err)200, SZ_STANZA_ERRT_WAIT, "wait", "undefined-condition");
+    /* Parsed back: one <error> child, the condition in its namespace. */
+    sz_xb_t xb;
+    sz_xb_init(&xb, 0);
+    sz_xb_start(&xb, "message", NULL);
+    sz_xb_attr(&xb, "type", "error");
+    sz_stanza_err_build(&xb, SZ_STANZA_ERR_ITEM_NOT_FOUND, SZ_STANZA_ERRT_DEFAULT);
+    sz_xb_end(&xb);
+    char *xml = NULL;
+    size_t len;
+    SZ_CHECK_INT(sz_xb_finish(&xb, &xml, &len), 0);
+    sz_stanza_t *st = xml ? sz_stanza_from_xml(xml, len) : NULL;
+    const sz_xml_node_t *root = st ? sz_stanza_tree(st) : NULL;
+    const sz_xml_node_t *err = root ? sz_xml_child(root, "error", "jabber:client") : NULL;
+    SZ_CHECK(err != NULL);
+    SZ_CHECK(err && sz_xml_child(err, "item-not-found", SZ_NS_STANZAS) != NULL);
+    sz_stanza_unref(st);
+    sz_free(xml);
+    /* Sticky builder errors come back, nothing is added. */
+    sz_xb_init(&xb, 0);
+    SZ_CHECK_INT(sz_stanza_err_build(&xb, SZ_STANZA_ERR_CONFLICT, SZ_STANZA_ERRT_DEFAULT), 0);
+    SZ_CHECK_INT(sz_xb_end(&xb), -EINVAL); /* nothing left open */
+    SZ_CHECK_INT(sz_stanza_err_build(&xb, SZ_STANZA_ERR_CONFLICT, SZ_STANZA_ERRT_DEFAULT), -EINVAL);
+    sz_xb_free(&xb);
+}
+
 int main(void)
 {
     SZ_RUN(header_and_kind);
@@ -294,6 +394,7 @@ int main(void)
     SZ_RUN(tree);
     SZ_RUN(rewrite);
     SZ_RUN(stanza_errors);
+    SZ_RUN(stanza_err_build);
     sz_xml_scratch_free();
     return sz_test_done();
 }

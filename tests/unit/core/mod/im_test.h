@@ -67,7 +67,7 @@ static void fs_deliver(sz_session_t *s, sz_stanza_t *st)
     sz_stanza_unref(st);
 }
 
-static void fs_kick(sz_session_t *s, const char *cond)
+static void fs_kick(sz_session_t *s, enum sz_stream_err cond)
 {
     (void)s;
     (void)cond;
