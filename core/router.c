@@ -294,14 +294,9 @@ static void reply(sz_reactor_t *r, const sz_stanza_t *st, const char *type, cons
     if (e)
         sz_stanza_err_build(&xb, e, SZ_STANZA_ERRT_DEFAULT);
     sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) == 0) {
-        sz_stanza_t *out = sz_stanza_from_xml(xml, len);
-        sz_free(xml);
-        if (out)
-            route(r, out);
-    }
+    sz_stanza_t *out = sz_stanza_from_xb(&xb);
+    if (out)
+        route(r, out);
     sz_free(from);
     sz_free(to);
     sz_free(id);
@@ -701,25 +696,25 @@ static int parse_priority(sz_stanza_t *st)
 /* RFC 6121 §4.5.2: a session that ends without unavailable presence gets
  * one generated, for the user's other available resources. <s> is already
  * unlinked from <u>. */
+sz_stanza_t *sz_router_unavailable(const sz_jid_t *full)
+{
+    size_t fl;
+    const char *f = sz_jid_full(full, &fl);
+    sz_xb_t xb;
+    sz_xb_init(&xb, 64 + fl);
+    sz_xb_start(&xb, "presence", NULL);
+    sz_xb_attr(&xb, "type", "unavailable");
+    sz_xb_attr_n(&xb, "from", f, fl);
+    sz_xb_end(&xb);
+    return sz_stanza_from_xb(&xb);
+}
+
 static void broadcast_unavailable(sz_session_t *s, sz_user_t *u)
 {
     if (!s->available)
         return;
     s->available = false;
-    size_t fl;
-    const char *full = sz_jid_full(s->jid, &fl);
-    char *xml = NULL;
-    size_t len = 0;
-    sz_xb_t xb;
-    sz_xb_init(&xb, 128);
-    sz_xb_start(&xb, "presence", NULL);
-    sz_xb_attr(&xb, "type", "unavailable");
-    sz_xb_attr_n(&xb, "from", full, fl);
-    sz_xb_end(&xb);
-    if (sz_xb_finish(&xb, &xml, &len) < 0)
-        return;
-    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
-    sz_free(xml);
+    sz_stanza_t *st = sz_router_unavailable(s->jid);
     if (!st)
         return;
     for (sz_session_t *o = u->sessions; o; o = o->next)

@@ -144,6 +144,10 @@ void sz_router_iq_result(sz_reactor_t *r, const sz_stanza_t *st, const char *inn
  *  <st> is an error or an iq result (RFC 6120 §8.3.1). Only reads <st>. */
 void sz_router_bounce(sz_reactor_t *r, const sz_stanza_t *st, enum sz_stanza_err e);
 
+/** Any thread. <presence type='unavailable' from='<full>'/> (one
+ *  reference, caller owns it), or NULL on a builder error. */
+sz_stanza_t *sz_router_unavailable(const sz_jid_t *full);
+
 /** Index of served domain <d>/<len>, or -1. Any thread. */
 int sz_router_host(const char *d, size_t len);
 

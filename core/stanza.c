@@ -398,3 +398,14 @@ sz_stanza_t *sz_stanza_from_xml(const char *xml, size_t len)
     }
     return fx.st;
 }
+
+sz_stanza_t *sz_stanza_from_xb(sz_xb_t *xb)
+{
+    char *xml;
+    size_t len;
+    if (sz_xb_finish(xb, &xml, &len) < 0)
+        return NULL;
+    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
+    sz_free(xml);
+    return st;
+}

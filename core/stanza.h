@@ -51,6 +51,13 @@ sz_stanza_t *sz_stanza_new(const char *span, size_t len, const sz_xml_head_t *h)
  */
 sz_stanza_t *sz_stanza_from_xml(const char *xml, size_t len);
 
+/**
+ * Any thread. Finishes <xb> (which must hold one closed jabber:client
+ * element) and returns it as a stanza (one reference, caller owns it), or
+ * NULL when the builder recorded an error. <xb> is left empty either way.
+ */
+sz_stanza_t *sz_stanza_from_xb(sz_xb_t *xb);
+
 sz_stanza_t *sz_stanza_ref(sz_stanza_t *st);
 
 /** Any thread. Drops one reference; the last one frees the stanza and its

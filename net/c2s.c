@@ -246,12 +246,7 @@ static void send_idle_ping(struct c2s *cs)
     sz_xb_start(&xb, "ping", NS_PING);
     sz_xb_end(&xb);
     sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) < 0)
-        return;
-    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
-    sz_free(xml);
+    sz_stanza_t *st = sz_stanza_from_xb(&xb);
     if (st)
         sess_deliver(&cs->sess, st);
 }

@@ -103,32 +103,12 @@ void sz_presence_send_current(sz_reactor_t *r, sz_user_t *u, const char *to, siz
             route_to(r, s->presence, to, len);
 }
 
-/* <presence type='unavailable' from='<full of s>'/>, or NULL. */
-static sz_stanza_t *unavailable_of(const sz_jid_t *full)
-{
-    size_t fl;
-    const char *f = sz_jid_full(full, &fl);
-    sz_xb_t xb;
-    sz_xb_init(&xb, 64 + fl);
-    sz_xb_start(&xb, "presence", NULL);
-    sz_xb_attr(&xb, "type", "unavailable");
-    sz_xb_attr_n(&xb, "from", f, fl);
-    sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) < 0)
-        return NULL;
-    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
-    sz_free(xml);
-    return st;
-}
-
 void sz_presence_send_unavailable(sz_reactor_t *r, sz_user_t *u, const char *to, size_t len)
 {
     for (sz_session_t *s = u ? u->sessions : NULL; s; s = s->next) {
         if (!s->available)
             continue;
-        sz_stanza_t *st = unavailable_of(s->jid);
+        sz_stanza_t *st = sz_router_unavailable(s->jid);
         if (st) {
             route_to(r, st, to, len);
             sz_stanza_unref(st);
@@ -255,7 +235,7 @@ static void on_unbound(sz_hook_ctx_t *ctx)
         sz_free(d);
         return;
     }
-    sz_stanza_t *st = unavailable_of(s->jid);
+    sz_stanza_t *st = sz_router_unavailable(s->jid);
     if (!st) {
         sz_free(d);
         return;

@@ -501,12 +501,7 @@ void sz_roster_send(sz_reactor_t *r, const char *type, const char *from, size_t 
     sz_xb_attr_n(&xb, "from", from, flen);
     sz_xb_attr_n(&xb, "to", to, tlen);
     sz_xb_end(&xb);
-    char *xml;
-    size_t len;
-    if (sz_xb_finish(&xb, &xml, &len) < 0)
-        return;
-    sz_stanza_t *st = sz_stanza_from_xml(xml, len);
-    sz_free(xml);
+    sz_stanza_t *st = sz_stanza_from_xb(&xb);
     if (st)
         sz_router_route(r, st);
 }
@@ -588,12 +583,7 @@ void sz_roster_push(sz_roster_t *ro, const char *item, size_t len)
         sz_xb_raw(&xb, item, len);
         sz_xb_end(&xb);
         sz_xb_end(&xb);
-        char *xml;
-        size_t xl;
-        if (sz_xb_finish(&xb, &xml, &xl) < 0)
-            continue;
-        sz_stanza_t *st = sz_stanza_from_xml(xml, xl);
-        sz_free(xml);
+        sz_stanza_t *st = sz_stanza_from_xb(&xb);
         if (st) {
             sz_router_deliver(s, st);
             sz_stanza_unref(st);
