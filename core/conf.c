@@ -165,8 +165,8 @@ static const struct row listen_rows[] = {
 
 #define NROWS(t) (sizeof(t) / sizeof((t)[0]))
 
-/* Seen-key sets are bitmasks (uint32_t) and per-item line arrays (int[8]). */
-_Static_assert(NROWS(conf_rows) <= 32, "conf_rows: widen the seen mask");
+/* Seen-key sets are bitmasks (uint64_t) and per-item line arrays (int[8]). */
+_Static_assert(NROWS(conf_rows) <= 64, "conf_rows: widen the seen mask");
 _Static_assert(NROWS(host_rows) <= 8 && NROWS(listen_rows) <= 8, "item rows: widen lines[]");
 
 /* Parse state of one sz_conf_parse call. */
@@ -442,7 +442,7 @@ static int parse_section(struct ctx *x, const char *sec)
     if (x->ev.type != YAML_MAPPING_START_EVENT)
         return fail(x, LINE(&x->ev), sec, "must be a mapping of keys, not %s",
                     x->ev.type == YAML_SCALAR_EVENT ? "a single value" : "a list");
-    uint32_t seen = 0;
+    uint64_t seen = 0;
     char key[160];
     int rc;
     for (;;) {
@@ -455,9 +455,9 @@ static int parse_section(struct ctx *x, const char *sec)
         int i = find_row(conf_rows, NROWS(conf_rows), sec, &x->ev);
         if (i < 0)
             return fail(x, LINE(&x->ev), key, "unknown key");
-        if (seen & (1u << i))
+        if (seen & (1ull << i))
             return fail(x, LINE(&x->ev), key, "duplicate key");
-        seen |= 1u << i;
+        seen |= 1ull << i;
         if ((rc = next(x)) < 0 || (rc = set_value(x, &conf_rows[i], x->c, key)) < 0)
             return rc;
     }

@@ -33,9 +33,9 @@ typedef struct sz_session_ops {
 /* Per-user and per-session pointers for feature modules (core/hooks.h
  * hands out the indexes at start). */
 #define SZ_USER_SLOTS 4
-#define SZ_SESS_SLOTS 2
+#define SZ_SESS_SLOTS 4
 
-/* One bound resource. 64 bytes; embedded in the connection's state. */
+/* One bound resource. 80 bytes; embedded in the connection's state. */
 struct sz_session {
     sz_jid_t *jid;               /* full JID, owned by the session's owner */
     sz_user_t *user;             /* set while bound */

@@ -53,7 +53,7 @@ enum stage {
  * c NULL): the lookup's completion frees it with c2s_free_state(). */
 struct c2s {
     sz_xml_parser_t xp;  /* 64 */
-    sz_session_t sess;   /* 64; sess.jid is the full JID once bound */
+    sz_session_t sess;   /* 80; sess.jid is the full JID once bound */
     sz_conn_t *c;
     sz_tls_t *tls;
     sz_sasl_t *sasl;
