@@ -133,6 +133,8 @@ static const struct row conf_rows[] = {
      C(limits.max_unacked_stanzas), NULL, NULL},
     {"limits.max_roster_items", T_U32, F_RELOAD, 1, 100000, 1000, NULL,
      C(limits.max_roster_items), NULL, NULL},
+    {"limits.max_blocklist_items", T_U32, F_RELOAD, 1, 100000, 1000, NULL,
+     C(limits.max_blocklist_items), NULL, NULL},
     {"limits.idle_timeout_ms", T_U32, F_RELOAD, 0, 86400000, 600000, NULL,
      C(limits.idle_timeout_ms), NULL, NULL},
     {"limits.ping_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,

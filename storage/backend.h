@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/blocklist.h"
 #include "storage/roster.h"
 #include "storage/store.h"
 
@@ -42,6 +43,9 @@ enum sz_store_op {
     SZ_STORE_PENDING_REMOVE,
     SZ_STORE_PENDING_LIST,
     SZ_STORE_ROSTER_LOGIN, /* ROSTER_GET and PENDING_LIST in one snapshot */
+    SZ_STORE_BLOCKLIST_GET, /* storage/blocklist.h */
+    SZ_STORE_BLOCKLIST_ADD,
+    SZ_STORE_BLOCKLIST_REMOVE,
     SZ_STORE_OP_COUNT
 };
 
@@ -69,6 +73,7 @@ struct sz_store_req {
         sz_store_roster_ver_fn ver;
         sz_store_pending_fn pending;
         sz_store_roster_login_fn login;
+        sz_store_blocklist_fn blocklist;
     } _cb;
     void *_arg;
     void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
@@ -120,6 +125,15 @@ struct sz_store_req {
             sz_store_pending_t *pend;
             size_t npend, pcap;
         } roster;
+        /* Blocklist ops; the key above is the owner. */
+        struct {
+            sz_store_str_t items; /* in (add, remove): n JIDs, each NUL-terminated,
+                                   * back to back */
+            size_t n;             /* in; 0 in remove: all */
+            unsigned max_items;   /* in (add), 0: no limit */
+            char **out;           /* out (get): sz_store_blocklist_add_result */
+            size_t nout, cap;
+        } block;
     } u;
 };
 
@@ -136,6 +150,10 @@ int sz_store_roster_add_item(sz_store_req_t *q, const char *jid, size_t jlen, co
                              const char *groups, size_t glen, uint64_t ver);
 void sz_store_roster_add_pending(sz_store_req_t *q, const char *from, size_t flen,
                                  const char *stanza, size_t slen);
+
+/* Backend helper for blocklist reads (worker thread, storage/blocklist.c):
+ * appends a copy of <jid>/<len> to <q>'s results. */
+void sz_store_blocklist_add_result(sz_store_req_t *q, const char *jid, size_t len);
 
 /*
  * Front-end internals shared by the files of storage/ that submit

@@ -89,6 +89,16 @@ static const char *const migrations[] = {
     " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
     "  ON DELETE CASCADE"
     ") WITHOUT ROWID;",
+    /* 3: blocklists (XEP-0191): the JIDs each account blocks, keyed by the
+     * owner's account first and deleted with it by the cascade. */
+    "CREATE TABLE blocklist ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " jid TEXT NOT NULL," /* domain, bare or full JID, normalized */
+    " PRIMARY KEY (domain, localpart, jid),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -420,7 +430,7 @@ static void exec(void *conn, sz_store_req_t *q)
         q->res = acct_count(c, q);
         break;
     default:
-        if (!sz_sqlite_roster_exec(c, q))
+        if (!sz_sqlite_roster_exec(c, q) && !sz_sqlite_blocklist_exec(c, q))
             q->res = -EOPNOTSUPP;
         break;
     }
@@ -638,6 +648,8 @@ static void conn_close(void *p)
         sqlite3_finalize(c->acct[i]);
     for (int i = 0; i < SZ_SQLITE_ROSTER_STMTS; i++)
         sqlite3_finalize(c->roster[i]);
+    for (int i = 0; i < SZ_SQLITE_BLOCKLIST_STMTS; i++)
+        sqlite3_finalize(c->blocklist[i]);
     /* The last connection to close checkpoints the WAL into the file. */
     sqlite3_close(c->h);
     sz_free(c);

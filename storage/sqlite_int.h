@@ -15,6 +15,7 @@
  * own count against these). */
 #define SZ_SQLITE_ACCT_STMTS   16
 #define SZ_SQLITE_ROSTER_STMTS 24
+#define SZ_SQLITE_BLOCKLIST_STMTS 12
 
 struct sz_sqlite_db {
     char *path;
@@ -26,6 +27,7 @@ struct sz_sqlite_conn {
     struct sz_sqlite_db *db;
     sqlite3_stmt *acct[SZ_SQLITE_ACCT_STMTS];     /* sqlite.c's, prepared on first use */
     sqlite3_stmt *roster[SZ_SQLITE_ROSTER_STMTS]; /* sqlite_roster.c's */
+    sqlite3_stmt *blocklist[SZ_SQLITE_BLOCKLIST_STMTS]; /* sqlite_blocklist.c's */
 };
 
 /* Maps an SQLite result code to 0 or -errno. */
@@ -42,5 +44,9 @@ int sz_sqlite_fail(struct sz_sqlite_conn *c, const char *what, int rc);
 /* Runs a request of the roster family (storage/roster.h ops); returns
  * false when <q> is not one. */
 bool sz_sqlite_roster_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+
+/* Runs a request of the blocklist family (storage/blocklist.h ops);
+ * returns false when <q> is not one. */
+bool sz_sqlite_blocklist_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 
 #endif

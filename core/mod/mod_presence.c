@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/mod/blocklist.h"
 #include "core/mod/modules.h"
 #include "core/mod/roster.h"
 #include "core/xml/builder.h"
@@ -147,13 +148,16 @@ static bool job_bcast(sz_roster_t *ro, sz_roster_job_t *job, int res)
         size_t cl;
         unsigned b;
         const char *c = sz_roster_at(ro, i, &cl, &b);
+        /* XEP-0191 §3.3: a contact the user blocks neither gets its
+         * presence nor is probed (core/mod/blocklist.h). */
+        bool blocked = sz_blocking_blocks(sz_roster_user(ro), c, cl);
         /* §4.2.2, §4.4.2, §4.5.2: only contacts the user lets see its
          * presence (From, Both) get it. */
-        if ((job->aux & B_CONTACTS) && (b & SZ_RC_FROM))
+        if ((job->aux & B_CONTACTS) && (b & SZ_RC_FROM) && !blocked)
             route_to(job->r, job->st, c, cl);
         /* §4.3.1: initial presence probes the contacts the user sees
          * (To, Both), from the bare JID. */
-        if ((job->aux & B_INITIAL) && (b & SZ_RC_TO))
+        if ((job->aux & B_INITIAL) && (b & SZ_RC_TO) && !blocked)
             sz_roster_send(job->r, "probe", o, ol, c, cl);
         pend |= (b & SZ_RC_PEND_IN) != 0;
     }

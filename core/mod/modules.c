@@ -13,6 +13,7 @@ static const register_fn modules[] = {
     sz_mod_ping_register,    /* XEP-0199 */
     sz_mod_version_register, /* XEP-0092 */
     sz_mod_register_register, /* XEP-0077 */
+    sz_mod_blocking_register, /* XEP-0191: before every module that sends, stores or answers */
     sz_mod_roster_register,  /* RFC 6121 §2 rosters, XEP-0237 versioning */
     sz_mod_subscription_register, /* RFC 6121 §3 subscriptions, §3.4 pre-approval */
     sz_mod_presence_register, /* RFC 6121 §4 presence to contacts */

@@ -31,6 +31,9 @@ void sz_mod_ping_register(const sz_mod_env_t *env);
 void sz_mod_disco_register(const sz_mod_env_t *env);
 void sz_mod_version_register(const sz_mod_env_t *env);
 void sz_mod_register_register(const sz_mod_env_t *env);
+/* XEP-0191: its hooks run before the IM modules' (blocked stanzas stop
+ * there); it uses the roster's cache for presence. */
+void sz_mod_blocking_register(const sz_mod_env_t *env);
 /* The roster module first: the other two use its cache and slots. */
 void sz_mod_roster_register(const sz_mod_env_t *env);
 void sz_mod_subscription_register(const sz_mod_env_t *env);
