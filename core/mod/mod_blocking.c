@@ -536,7 +536,8 @@ static bool job_in(sz_blocklist_t *bl, sz_blocklist_job_t *job, int res)
     return true;
 }
 
-/* TO_BARE, TO_FULL, NO_RESOURCE: a stanza to a local user. */
+/* TO_BARE, TO_FULL, NO_RESOURCE: a stanza to a local user. The common
+ * case, an online user whose list is loaded and empty, costs no parse. */
 static int on_in(sz_hook_ctx_t *ctx)
 {
     if (ctx->st == resume_in) {
@@ -545,36 +546,41 @@ static int on_in(sz_hook_ctx_t *ctx)
     }
     if (!ctx->to || !sz_blocklist_store())
         return SZ_PASS;
+    sz_blocklist_t *bl = ctx->user ? sz_blocklist_find(ctx->user, ctx->to) : NULL;
+    if (bl && sz_blocklist_ready(bl) && sz_blocklist_count(bl) == 0)
+        return SZ_PASS;
     sz_jid_buf_t fb;
     sz_jid_t *from = from_of(ctx->st, &fb);
     if (!from || sz_jid_bare_eq(from, ctx->to))
         return SZ_PASS; /* the server's own, or the user's own resources */
-    const char *t = ctx->type;
-    bool quiet = false;
-    if (ctx->kind == SZ_STANZA_PRESENCE)
-        quiet = !t || strcmp(t, "unavailable") == 0 || strcmp(t, "error") == 0;
-    else if (ctx->kind == SZ_STANZA_MESSAGE)
-        quiet = t && strcmp(t, "error") == 0;
-    else if (ctx->kind == SZ_STANZA_IQ)
-        quiet = t && (strcmp(t, "result") == 0 || strcmp(t, "error") == 0);
-    sz_jid_buf_t ob;
-    size_t ol;
-    const char *o = sz_jid_bare(ctx->to, &ol);
-    sz_jid_t *owner = sz_roster_jid(o, ol, &ob);
-    if (!owner)
-        return SZ_PASS;
-    sz_blocklist_t *bl = sz_blocklist_find(ctx->user, owner);
-    if (!bl && !ctx->user && quiet)
-        /* To a user who is offline, presence broadcasts and errors are
-         * dropped by the router anyway: no storage read for them. */
-        return SZ_PASS;
-    if (!bl)
-        bl = sz_blocklist_of(ctx->user, owner);
+    if (!bl) {
+        const char *t = ctx->type;
+        bool quiet = false;
+        if (ctx->kind == SZ_STANZA_PRESENCE)
+            quiet = !t || strcmp(t, "unavailable") == 0 || strcmp(t, "error") == 0;
+        else if (ctx->kind == SZ_STANZA_MESSAGE)
+            quiet = t && strcmp(t, "error") == 0;
+        else if (ctx->kind == SZ_STANZA_IQ)
+            quiet = t && (strcmp(t, "result") == 0 || strcmp(t, "error") == 0);
+        sz_jid_buf_t ob;
+        size_t ol;
+        const char *o = sz_jid_bare(ctx->to, &ol);
+        sz_jid_t *owner = sz_roster_jid(o, ol, &ob);
+        if (!owner)
+            return SZ_PASS;
+        bl = sz_blocklist_find(ctx->user, owner);
+        if (!bl && !ctx->user && quiet)
+            /* To a user who is offline, presence broadcasts and errors are
+             * dropped by the router anyway: no storage read for them. */
+            return SZ_PASS;
+        if (!bl)
+            bl = sz_blocklist_of(ctx->user, owner);
+    }
     if (!sz_blocklist_ready(bl)) {
         sz_blocklist_submit(bl, sz_blocklist_job_new(ctx->r, job_in, ctx->st));
         return SZ_HANDLED;
     }
-    return sz_blocklist_match(bl, from) ? refuse_in(ctx->kind, t) : SZ_PASS;
+    return sz_blocklist_match(bl, from) ? refuse_in(ctx->kind, ctx->type) : SZ_PASS;
 }
 
 void sz_mod_blocking_register(const sz_mod_env_t *env)
