@@ -28,7 +28,8 @@
 #define NS_BLOCKING "urn:xmpp:blocking"
 #define NS_BLOCKING_ERRORS "urn:xmpp:blocking:errors"
 
-/* The stanza a held job is sending on: its hook passes it once. */
+/* The stanza a held job is sending on, while it is routed: the hooks
+ * here pass it (it was checked), wherever the router takes it next. */
 static __thread const sz_stanza_t *resume_out, *resume_in;
 
 /* ---- requested changes ---------------------------------------------------------- */
@@ -450,19 +451,18 @@ static bool job_out(sz_blocklist_t *bl, sz_blocklist_job_t *job, int res)
     sz_jid_t *to = to_of(job->st, &jb);
     if (!check_out(s, bl, job->st, to))
         return true;
+    const sz_stanza_t *prev = resume_out;
     resume_out = job->st;
     sz_router_from_client(job->r, s, sz_stanza_ref(job->st), to);
-    resume_out = NULL;
+    resume_out = prev;
     return true;
 }
 
 /* FROM_CLIENT. */
 static int on_out(sz_hook_ctx_t *ctx)
 {
-    if (ctx->st == resume_out) {
-        resume_out = NULL;
+    if (ctx->st == resume_out)
         return SZ_PASS;
-    }
     sz_session_t *s = ctx->from;
     if (!s || !s->user || !sz_blocklist_store())
         return SZ_PASS;
@@ -530,9 +530,10 @@ static bool job_in(sz_blocklist_t *bl, sz_blocklist_job_t *job, int res)
             sz_router_bounce(job->r, job->st, (enum sz_stanza_err)-ret);
         return true;
     }
+    const sz_stanza_t *prev = resume_in;
     resume_in = job->st;
     sz_router_route(job->r, sz_stanza_ref(job->st));
-    resume_in = NULL;
+    resume_in = prev;
     return true;
 }
 
@@ -540,10 +541,8 @@ static bool job_in(sz_blocklist_t *bl, sz_blocklist_job_t *job, int res)
  * case, an online user whose list is loaded and empty, costs no parse. */
 static int on_in(sz_hook_ctx_t *ctx)
 {
-    if (ctx->st == resume_in) {
-        resume_in = NULL;
-        return SZ_PASS;
-    }
+    if (ctx->st == resume_in)
+        return SZ_PASS; /* at every point it reaches (NO_RESOURCE, then TO_BARE) */
     if (!ctx->to || !sz_blocklist_store())
         return SZ_PASS;
     sz_blocklist_t *bl = ctx->user ? sz_blocklist_find(ctx->user, ctx->to) : NULL;
