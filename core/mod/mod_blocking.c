@@ -193,6 +193,9 @@ static bool job_presence(sz_roster_t *ro, sz_roster_job_t *job, int res)
             }
         }
     }
+    /* Entities that only got directed presence (§4.6) are cut too. */
+    if (!restore && u && res == 0)
+        sz_presence_cut_directed(job->r, ro);
     return true;
 }
 

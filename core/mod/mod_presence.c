@@ -117,6 +117,34 @@ void sz_presence_send_unavailable(sz_reactor_t *r, sz_user_t *u, const char *to,
     }
 }
 
+void sz_presence_cut_directed(sz_reactor_t *r, sz_roster_t *ro)
+{
+    sz_user_t *u = sz_roster_user(ro);
+    for (sz_session_t *s = u ? u->sessions : NULL; s; s = s->next) {
+        struct dlist *d = sz_roster_sdata(s);
+        size_t off = 0;
+        for (uint32_t i = 0; d && i < d->n;) {
+            const char *j = d->s + off;
+            size_t jl = strlen(j);
+            sz_jid_buf_t jb;
+            sz_jid_t *t = sz_roster_jid(j, jl, &jb);
+            size_t tbl;
+            const char *tb = t ? sz_jid_bare(t, &tbl) : NULL;
+            if (!tb || !sz_blocking_blocks(u, j, jl) || (sz_roster_bits(ro, tb, tbl) & SZ_RC_FROM)) {
+                off += jl + 1;
+                i++;
+                continue;
+            }
+            sz_stanza_t *st = sz_router_unavailable(s->jid);
+            if (st) {
+                route_to(r, st, j, jl);
+                sz_stanza_unref(st);
+            }
+            dl_del(d, j, jl); /* the next target moves to <off> */
+        }
+    }
+}
+
 /* ---- broadcasts (§4.2, §4.4, §4.5, §4.6.3) ------------------------------------- */
 
 static void on_pending(void *arg, int res, const sz_store_pendings_t *p)

@@ -219,4 +219,10 @@ void sz_presence_send_current(sz_reactor_t *r, sz_user_t *u, const char *to, siz
  *  <u>, routed to contact <to>/<len>. */
 void sz_presence_send_unavailable(sz_reactor_t *r, sz_user_t *u, const char *to, size_t len);
 
+/** XEP-0191 §3.3, from a running job of <ro>: each directed-presence
+ *  target (§4.6) of the owner's sessions that the owner now blocks, and
+ *  that is not a From/Both contact (those get theirs with the contacts),
+ *  gets unavailable from that session and is forgotten. */
+void sz_presence_cut_directed(sz_reactor_t *r, sz_roster_t *ro);
+
 #endif

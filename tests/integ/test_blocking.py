@@ -331,3 +331,17 @@ def test_burst_to_offline_user_while_its_list_loads(blk):
             ids.add(el.get("id"))
         assert len(ids) == N
         assert b.iq("<ping xmlns='urn:xmpp:ping'/>", to=DOMAIN).get("type") == "result"
+
+
+def test_directed_presence_cut_on_block(blk):
+    """An entity that only got directed presence (RFC 6121 §4.6) gets the
+    unavailable on block too, and nothing more after."""
+    with login(blk, A, PW, "a") as a, login(blk, "carl", PW, "c") as c:
+        a.send("<presence/>")
+        c.send("<presence/>")
+        a.send(f"<presence to='{c.jid}'><status>psst</status></presence>")
+        c.wait_for(is_pres(a.jid, None), what="directed presence")
+        ok(block(a, CJ))
+        c.wait_for(is_pres(a.jid, "unavailable"), what="unavailable on block")
+        a.send("</stream:stream>")
+        nothing_from(c, AJ, "a second unavailable after the block")
