@@ -62,11 +62,11 @@ static struct change *change_new(const char *const *v, const size_t *len, size_t
 
 /* The <item jid='…'/> children of <payload> (§3.3, §3.4) as a change, or a
  * stanza error: bad-request for an item without a JID, jid-malformed for
- * one that is no JID (RFC 6120 §8.3.3.8), not-allowed past the list size.
- * Duplicates are kept once. */
-static int parse_items(const sz_xml_node_t *payload, struct change **out)
+ * one that is no JID (RFC 6120 §8.3.3.8), not-allowed for more than <max>
+ * items (0: no limit). Duplicates are kept once. */
+static int parse_items(const sz_xml_node_t *payload, size_t max, struct change **out)
 {
-    size_t n = 0, max = sz_blocklist_max_items();
+    size_t n = 0;
     for (const sz_xml_node_t *it = sz_xml_child(payload, "item", NS_BLOCKING); it;
          it = sz_xml_next(it, "item", NS_BLOCKING))
         n++;
@@ -358,7 +358,10 @@ static int on_iq(sz_hook_ctx_t *ctx, const sz_xml_node_t *payload, bool set)
         job = sz_blocklist_job_new(ctx->r, job_get, ctx->st);
     } else {
         struct change *c = NULL;
-        int ret = parse_items(payload, &c);
+        /* A block may not name more JIDs than the list may hold; an
+         * unblock may name any (those not in the list are ignored). */
+        int ret = parse_items(payload, block ? sz_blocklist_max_items()
+                                             : SZ_STORE_BLOCKLIST_BATCH_MAX, &c);
         if (ret == 0 && block && c->n == 0)
             ret = -SZ_STANZA_ERR_BAD_REQUEST; /* §3.3: at least one <item/> */
         if (ret < 0) {
