@@ -140,6 +140,7 @@ static const struct row conf_rows[] = {
     {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
      C(limits.scram_iterations), NULL, NULL},
     {"tls.unique_on_tls13", T_BOOL, 0, 0, 0, 1, NULL, C(tls.unique_on_tls13), NULL, NULL},
+    {"tls.scram_sha1_plus", T_BOOL, 0, 0, 0, 0, NULL, C(tls.scram_sha1_plus), NULL, NULL},
 };
 #undef C
 

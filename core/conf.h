@@ -112,6 +112,13 @@ typedef struct sz_conf {
          * it (the client's Finished), though RFC 9266 leaves it undefined
          * there; default true. Not reloadable. */
         bool unique_on_tls13;
+        /* Offer SCRAM-SHA-1-PLUS. Off by default: then the SHA-1 family has
+         * no channel binding, so a client that limits itself to
+         * SCRAM-SHA-1 while able to bind (gs2 flag "y") is accepted, as
+         * RFC 5802 §6 allows when the -PLUS variant is not offered.
+         * SHA-256 and SHA-512 keep their -PLUS variants and the downgrade
+         * check. Not reloadable. */
+        bool scram_sha1_plus;
     } tls;
 } sz_conf_t;
 
