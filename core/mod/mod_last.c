@@ -7,7 +7,9 @@
  *   logout (storage/last.h); only to the account itself and to contacts
  *   allowed to see its presence (subscription 'from' or 'both' in the
  *   account's roster, RFC 6121 §3), anyone else gets <forbidden/> (§3,
- *   §8). An account never logged out since it exists has nothing to tell:
+ *   §8). The check reads the roster cache through the account's roster
+ *   queue when the account has a roster entry here, else the one item
+ *   from storage. An account never logged out since it exists has nothing to tell:
  *   <item-not-found/> (RFC 6120 §8.3.3.7).
  * - to a full JID (§4): the client answers; the router delivers it as any
  *   iq (RFC 6121 §8.5.3.1), or answers for an unknown resource.
@@ -145,6 +147,34 @@ static bool job_check(sz_roster_t *ro, sz_roster_job_t *job, int res)
     return true;
 }
 
+/* A permission check by a single roster item read. */
+struct itemq {
+    sz_mod_held_t *h;
+    sz_jid_t *owner;
+};
+
+static void itemq_free(struct itemq *iq)
+{
+    sz_mod_unhold(iq->h);
+    sz_jid_free(iq->owner);
+    sz_free(iq);
+}
+
+static void on_item(void *arg, int res, uint64_t ver, const sz_store_roster_item_t *item)
+{
+    struct itemq *iq = arg;
+    sz_mod_held_t *h = iq->h;
+    (void)ver;
+    if (res == 0 && (item->sub == SZ_STORE_SUB_FROM || item->sub == SZ_STORE_SUB_BOTH))
+        /* The account may have come online meanwhile: look again. */
+        reply_last(h->r, h->st, sz_router_user(h->r, iq->owner), iq->owner);
+    else if (res == 0 || res == -ENOENT)
+        sz_router_bounce(h->r, h->st, SZ_STANZA_ERR_FORBIDDEN); /* §3, §8 */
+    else
+        sz_router_bounce(h->r, h->st, SZ_STANZA_ERR_INTERNAL_SERVER_ERROR);
+    itemq_free(iq);
+}
+
 static int on_account_last(sz_hook_ctx_t *ctx, const sz_xml_node_t *payload, bool set)
 {
     (void)payload;
@@ -157,10 +187,33 @@ static int on_account_last(sz_hook_ctx_t *ctx, const sz_xml_node_t *payload, boo
         reply_last(ctx->r, ctx->st, ctx->user, ctx->to);
         return SZ_HANDLED;
     }
-    /* The roster queue orders the check after every subscription change
-     * already under way for this account. */
-    sz_roster_t *ro = sz_roster_of(ctx->r, ctx->user, ctx->to);
-    sz_roster_submit(ro, sz_roster_job_new(ctx->r, job_check, ctx->st));
+    sz_roster_t *ro = sz_roster_find_owner(ctx->user, ctx->to);
+    if (ro) {
+        /* The roster queue orders the check after every subscription
+         * change already under way for this account. */
+        sz_roster_submit(ro, sz_roster_job_new(ctx->r, job_check, ctx->st));
+        return SZ_HANDLED;
+    }
+    /* No roster entry: nothing of this account's roster is in flight
+     * here, and storage runs one owner's requests in order, so reading
+     * the one item is as current as the cache would be, without loading
+     * the whole roster of an offline account for one query. */
+    sz_jid_buf_t jb;
+    sz_jid_t *from = sz_mod_sender(ctx->st, &jb);
+    size_t bl;
+    const char *b = from ? sz_jid_bare(from, &bl) : NULL;
+    if (!b)
+        return -SZ_STANZA_ERR_FORBIDDEN;
+    char *contact = sz_strndup(b, bl);
+    struct itemq *iq = sz_malloc(sizeof(*iq));
+    iq->h = sz_mod_hold(ctx, 0);
+    iq->owner = sz_jid_bare_dup(ctx->to);
+    int ret = sz_store_roster_get_item(sz_roster_store(), ctx->to, contact, on_item, iq);
+    sz_free(contact);
+    if (ret < 0) {
+        itemq_free(iq);
+        return -SZ_STANZA_ERR_INTERNAL_SERVER_ERROR;
+    }
     return SZ_HANDLED;
 }
 
