@@ -419,6 +419,17 @@ def test_hostile_payloads(acct):
         result(a.iq(f"<query xmlns='{NS_PRIVATE}'><k xmlns='{ns}'>v</k></query>", typ="set"))
         kids = private_children(a.iq(f"<query xmlns='{NS_PRIVATE}'><k xmlns='{ns}'/></query>"))
         assert kids[0].text == "v"
+        # More namespaces in one set than one transaction takes: refused
+        # whole; at the bound, accepted.
+        many = "".join(f"<m xmlns='x:many{i}'/>" for i in range(65))
+        assert err(a.iq(f"<query xmlns='{NS_PRIVATE}'>{many}</query>", typ="set")) == \
+            ("modify", "not-acceptable")
+        kids = private_children(a.iq(f"<query xmlns='{NS_PRIVATE}'><m xmlns='x:many0'/></query>"))
+        assert len(kids) == 1 and kids[0].get("stored") is None
+        many = "".join(f"<m xmlns='x:many{i}' stored='1'/>" for i in range(64))
+        result(a.iq(f"<query xmlns='{NS_PRIVATE}'>{many}</query>", typ="set"))
+        kids = private_children(a.iq(f"<query xmlns='{NS_PRIVATE}'><m xmlns='x:many63'/></query>"))
+        assert kids[0].get("stored") == "1"
         # vCard payload with a child out of its namespace.
         result(a.iq(f"<vCard xmlns='{NS_VCARD}'><FN>x</FN><x xmlns='urn:other'>y</x></vCard>",
                     typ="set"))
