@@ -135,6 +135,10 @@ static const struct row conf_rows[] = {
      C(limits.max_roster_items), NULL, NULL},
     {"limits.max_blocklist_items", T_U32, F_RELOAD, 1, 100000, 1000, NULL,
      C(limits.max_blocklist_items), NULL, NULL},
+    {"limits.max_vcard_bytes", T_U32, F_RELOAD, 1024, 16777216, 65536, NULL,
+     C(limits.max_vcard_bytes), NULL, NULL},
+    {"limits.max_private_bytes", T_U32, F_RELOAD, 1024, 16777216, 262144, NULL,
+     C(limits.max_private_bytes), NULL, NULL},
     {"limits.idle_timeout_ms", T_U32, F_RELOAD, 0, 86400000, 600000, NULL,
      C(limits.idle_timeout_ms), NULL, NULL},
     {"limits.ping_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,
@@ -142,6 +146,7 @@ static const struct row conf_rows[] = {
     {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
      C(limits.scram_iterations), NULL, NULL},
     {"tls.unique_on_tls13", T_BOOL, 0, 0, 0, 1, NULL, C(tls.unique_on_tls13), NULL, NULL},
+    {"tls.scram_sha1_plus", T_BOOL, 0, 0, 0, 0, NULL, C(tls.scram_sha1_plus), NULL, NULL},
 };
 #undef C
 

@@ -103,6 +103,8 @@ typedef struct sz_conf {
         uint32_t max_unacked_stanzas; /* XEP-0198 queue per stream, 8..1000000, default 500 */
         uint32_t max_roster_items;   /* roster items per account, 1..100000, default 1000 */
         uint32_t max_blocklist_items; /* XEP-0191 blocked JIDs per account, 1..100000, default 1000 */
+        uint32_t max_vcard_bytes;    /* XEP-0054 vCard of an account, serialized, default 65536 */
+        uint32_t max_private_bytes;  /* XEP-0049 private XML of an account, all namespaces, default 262144 */
         uint32_t idle_timeout_ms;    /* bound stream without input, then a ping; 0 = never, default 600000 */
         uint32_t ping_timeout_ms;    /* answer to that ping, 1000..600000, default 60000 */
         uint32_t scram_iterations;   /* PBKDF2 iterations of new credentials, default 4096 (not reloadable) */
@@ -113,6 +115,13 @@ typedef struct sz_conf {
          * it (the client's Finished), though RFC 9266 leaves it undefined
          * there; default true. Not reloadable. */
         bool unique_on_tls13;
+        /* Offer SCRAM-SHA-1-PLUS. Off by default: then the SHA-1 family has
+         * no channel binding, so a client that limits itself to
+         * SCRAM-SHA-1 while able to bind (gs2 flag "y") is accepted, as
+         * RFC 5802 §6 allows when the -PLUS variant is not offered.
+         * SHA-256 and SHA-512 keep their -PLUS variants and the downgrade
+         * check. Not reloadable. */
+        bool scram_sha1_plus;
     } tls;
 } sz_conf_t;
 

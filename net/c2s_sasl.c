@@ -50,6 +50,8 @@ unsigned c2s_sasl_flags(const struct c2s *cs)
     }
     if (c2s_listener(cs)->plain_without_tls)
         f |= SZ_SASL_F_PLAIN_NO_TLS;
+    if (!c2s_conf->tls.scram_sha1_plus)
+        f |= SZ_SASL_F_NO_SHA1_PLUS;
     return f;
 }
 

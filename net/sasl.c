@@ -127,6 +127,18 @@ static bool has_cb(unsigned flags)
            (flags & (SZ_SASL_F_CB_EXPORTER | SZ_SASL_F_CB_ENDPOINT | SZ_SASL_F_CB_UNIQUE));
 }
 
+/* Whether the -PLUS variant of the SCRAM family of <hash> is offered
+ * under <flags>: what "the server supports channel binding" means for the
+ * gs2 flag "y" check (RFC 5802 §6), judged per family as advertised. */
+static bool plus_offered(unsigned flags, int hash)
+{
+    unsigned mask = sz_sasl_mech_mask(flags);
+    for (int m = 0; m < SZ_SASL_MECH_COUNT; m++)
+        if (is_plus((enum sz_sasl_mech)m) && mech_hash[m] == hash && (mask & (1u << m)))
+            return true;
+    return false;
+}
+
 const char *sz_sasl_err_name(enum sz_sasl_err e)
 {
     if ((unsigned)e >= SZ_SASL_ERR_COUNT)
@@ -151,6 +163,8 @@ unsigned sz_sasl_mech_mask(unsigned flags)
             continue;
         }
         if (is_plus((enum sz_sasl_mech)m) && !has_cb(flags))
+            continue;
+        if (m == SZ_SASL_SCRAM_SHA_1_PLUS && (flags & SZ_SASL_F_NO_SHA1_PLUS))
             continue;
         if (mech_hash[m] == SZ_HASH_SHA1 && (flags & SZ_SASL_F_NO_SHA1))
             continue;
@@ -674,8 +688,8 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, 
         return malformed(s, "bad extension", out);
 
     /* Channel binding: -PLUS requires "p=", the others refuse it, and "y"
-     * (client could bind, thinks we cannot) is a downgrade when -PLUS was
-     * offered (RFC 5802 §6). */
+     * (client could bind, thinks we cannot) is a downgrade when the -PLUS
+     * variant of the mechanism used was offered (RFC 5802 §6). */
     if (s->plus) {
         if (flag != 'p')
             return malformed(s, "-PLUS without channel binding", out);
@@ -699,7 +713,7 @@ static enum sz_sasl_result scram_first(sz_sasl_t *s, const char *m, size_t len, 
         }
     } else if (flag == 'p') {
         return malformed(s, "channel binding with a non-PLUS mechanism", out);
-    } else if (flag == 'y' && has_cb(s->flags)) {
+    } else if (flag == 'y' && plus_offered(s->flags, s->hash)) {
         return fail_cb(s, "e=server-does-support-channel-binding", out);
     }
 

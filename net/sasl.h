@@ -82,6 +82,8 @@ enum sz_sasl_mech {
 #define SZ_SASL_F_CB_UNLISTED  0x40u /* with F_CB_UNIQUE: accept tls-unique but leave it
                                       * out of the XEP-0440 list (TLS 1.3, where RFC 9266
                                       * says it is not defined) */
+#define SZ_SASL_F_NO_SHA1_PLUS 0x80u /* config: SCRAM-SHA-1-PLUS not offered, so the SHA-1
+                                      * family has no channel binding (tls.scram_sha1_plus) */
 
 /* Size of a buffer that always holds sz_sasl_mechs() / sz_sasl_cb_types()
  * output, NUL included. */

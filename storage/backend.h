@@ -23,8 +23,10 @@
 #include <stdint.h>
 
 #include "storage/blocklist.h"
+#include "storage/last.h"
 #include "storage/roster.h"
 #include "storage/store.h"
+#include "storage/xmlstore.h"
 
 enum sz_store_op {
     SZ_STORE_ACCOUNT_CREATE = 1,
@@ -46,6 +48,10 @@ enum sz_store_op {
     SZ_STORE_BLOCKLIST_GET, /* storage/blocklist.h */
     SZ_STORE_BLOCKLIST_ADD,
     SZ_STORE_BLOCKLIST_REMOVE,
+    SZ_STORE_XML_GET,      /* storage/xmlstore.h */
+    SZ_STORE_XML_PUT,
+    SZ_STORE_LAST_SET,     /* storage/last.h */
+    SZ_STORE_LAST_GET,
     SZ_STORE_OP_COUNT
 };
 
@@ -74,6 +80,8 @@ struct sz_store_req {
         sz_store_pending_fn pending;
         sz_store_roster_login_fn login;
         sz_store_blocklist_fn blocklist;
+        sz_store_xml_fn xml;
+        sz_store_last_fn last;
     } _cb;
     void *_arg;
     void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
@@ -134,6 +142,25 @@ struct sz_store_req {
             char **out;           /* out (get): sz_store_blocklist_add_result */
             size_t nout, cap;
         } block;
+        /* Per-account XML documents (storage/xmlstore.h); the key above
+         * is the owner. */
+        struct {
+            unsigned kind;          /* in: enum sz_store_xml_kind */
+            sz_store_str_t name;    /* in (get) */
+            sz_store_str_t *docs;   /* in (put): 2n slices, name i at 2i and its xml at
+                                     * 2i+1 (xml.p NULL: remove); array sz_malloc'd,
+                                     * bytes in the tail */
+            size_t n;
+            uint64_t max_bytes;     /* in (put), 0: no bound */
+            char *out;              /* out (get): sz_malloc'd, NUL-terminated */
+            size_t out_len;
+        } xml;
+        /* Last activity (storage/last.h); the key above is the owner. */
+        struct {
+            int64_t when;           /* in (set), out (get) */
+            sz_store_str_t status;  /* in (set): p NULL for none */
+            char *out_status;       /* out (get): sz_malloc'd, or NULL */
+        } last;
     } u;
 };
 

@@ -16,6 +16,8 @@
 #define SZ_SQLITE_ACCT_STMTS   16
 #define SZ_SQLITE_ROSTER_STMTS 24
 #define SZ_SQLITE_BLOCKLIST_STMTS 12
+#define SZ_SQLITE_XML_STMTS    8
+#define SZ_SQLITE_LAST_STMTS   4
 
 struct sz_sqlite_db {
     char *path;
@@ -28,6 +30,8 @@ struct sz_sqlite_conn {
     sqlite3_stmt *acct[SZ_SQLITE_ACCT_STMTS];     /* sqlite.c's, prepared on first use */
     sqlite3_stmt *roster[SZ_SQLITE_ROSTER_STMTS]; /* sqlite_roster.c's */
     sqlite3_stmt *blocklist[SZ_SQLITE_BLOCKLIST_STMTS]; /* sqlite_blocklist.c's */
+    sqlite3_stmt *xml[SZ_SQLITE_XML_STMTS];       /* sqlite_xmlstore.c's */
+    sqlite3_stmt *last[SZ_SQLITE_LAST_STMTS];     /* sqlite_last.c's */
 };
 
 /* Maps an SQLite result code to 0 or -errno. */
@@ -48,5 +52,8 @@ bool sz_sqlite_roster_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 /* Runs a request of the blocklist family (storage/blocklist.h ops);
  * returns false when <q> is not one. */
 bool sz_sqlite_blocklist_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+/* The same for storage/xmlstore.h and storage/last.h requests. */
+bool sz_sqlite_xml_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+bool sz_sqlite_last_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 
 #endif

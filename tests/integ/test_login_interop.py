@@ -162,19 +162,36 @@ def test_slixmpp_scram_sha1(node):
     n = c2s_node(node)
     add_user(n, "dee", PW)
     # Over TLS, limited to SCRAM-SHA-1, slixmpp sends gs2 flag "y" (it could
-    # bind, it thinks we cannot): a downgrade once -PLUS was advertised,
-    # which RFC 5802 §6 has the server refuse. The reason travels as the
-    # SCRAM server-error in <text/>.
+    # bind, it thinks we cannot). By default SCRAM-SHA-1-PLUS is not
+    # offered, so for the SHA-1 family the server indeed cannot bind and
+    # RFC 5802 §6 lets the exchange go on: the login works, on TLS 1.3 and
+    # 1.2, over STARTTLS and Direct TLS.
+    for port, ssl_ in ((n.xmpp["starttls"], False), (n.xmpp["direct"], True)):
+        for tls_max in (None, ssl.TLSVersion.TLSv1_2):
+            r = slix_login(n, port, "dee", mech="SCRAM-SHA-1", use_ssl=ssl_, tls_max=tls_max)
+            assert r["ok"] and r["mech"] == "SCRAM-SHA-1" and r["failures"] == [], r
+            assert r["tls"] == ("TLSv1.2" if tls_max else "TLSv1.3"), r
+    # The -PLUS variant is not there to ask for.
+    r = slix_login(n, n.xmpp["starttls"], "dee", mech="SCRAM-SHA-1-PLUS")
+    assert not r["ok"], r
+    # Without TLS (no binding to offer: flag "n"), on a listener with tls: none.
+    r = slix_login(n, n.xmpp["plain"], "dee", mech="SCRAM-SHA-1", starttls=False)
+    assert r["ok"] and r["mech"] == "SCRAM-SHA-1" and r["tls"] is None and r["failures"] == [], r
+
+
+def test_scram_sha1_plus_on(node):
+    # tls.scram_sha1_plus: true offers SCRAM-SHA-1-PLUS; then "y" with
+    # SCRAM-SHA-1 is a downgrade the server refuses (RFC 5802 §6), with the
+    # SCRAM server-error in <text/>, and SCRAM-SHA-1-PLUS logs in.
+    n = c2s_node(node, start=False)
+    with_tls_section(n, "  scram_sha1_plus: true\n")
+    n.start()
+    add_user(n, "dee", PW)
     r = slix_login(n, n.xmpp["starttls"], "dee", mech="SCRAM-SHA-1")
     assert not r["ok"], r
     assert r["failures"] == [("not-authorized", "e=server-does-support-channel-binding")], r
-    # What works instead: SCRAM-SHA-1-PLUS over TLS ...
     r = slix_login(n, n.xmpp["starttls"], "dee", mech="SCRAM-SHA-1-PLUS")
     assert r["ok"] and r["mech"] == "SCRAM-SHA-1-PLUS" and r["failures"] == [], r
-    # ... or SCRAM-SHA-1 without TLS (no binding to offer: flag "n"), on a
-    # listener with tls: none.
-    r = slix_login(n, n.xmpp["plain"], "dee", mech="SCRAM-SHA-1", starttls=False)
-    assert r["ok"] and r["mech"] == "SCRAM-SHA-1" and r["tls"] is None and r["failures"] == [], r
 
 
 # ---- every channel-binding type ------------------------------------------------------
@@ -232,7 +249,7 @@ def test_scram_plus_every_binding(node, how):
                 assert el.tag == q(NS_SASL, "failure"), ET.tostring(el)
                 assert local(el[0].tag) == "not-authorized", ET.tostring(el)
                 assert el.find(q(NS_SASL, "text")).text == "e=channel-bindings-dont-match"
-            el, verified = c.auth_scram("SCRAM-SHA-1-PLUS", "eve", PW,
+            el, verified = c.auth_scram("SCRAM-SHA-256-PLUS", "eve", PW,
                                         cb=("tls-server-end-point", ep))
             assert el.tag == q(NS_SASL, "success") and verified, ET.tostring(el)
         if version == "TLSv1.2":
@@ -299,17 +316,18 @@ def test_unique_on_tls13_off(node):
         unique = c.sock.get_channel_binding("tls-unique")
         el, ok = c.auth_scram("SCRAM-SHA-256-PLUS", "fay", PW, cb=("tls-unique", unique))
         assert el.tag == q(NS_SASL, "success") and ok, ET.tostring(el)
-    # slixmpp's defaults on TLS 1.3: its three -PLUS attempts fail
-    # (unsupported type), then SCRAM with "y" three times (a downgrade:
-    # refused), then it falls back to PLAIN over TLS, which succeeds: none
-    # of those six failures is about the password, so none used up the
-    # retry budget.
+    # slixmpp's defaults on TLS 1.3: its two -PLUS attempts (SHA-512,
+    # SHA-256) fail (unsupported type), then SCRAM-SHA-512 and -256 with "y"
+    # (a downgrade, their -PLUS being offered: refused), then SCRAM-SHA-1
+    # with "y", which is honest since SCRAM-SHA-1-PLUS is not offered: it
+    # succeeds. None of those four failures is about the password, so none
+    # used up the retry budget.
     r = slix_login(n, n.xmpp["starttls"], "fay")
     assert r["ok"], r
-    assert r["mech"] == "PLAIN", r
+    assert r["mech"] == "SCRAM-SHA-1", r
     conds = [t for _, t in r["failures"]]
-    assert conds == ["e=unsupported-channel-binding-type"] * 3 + \
-        ["e=server-does-support-channel-binding"] * 3, r
+    assert conds == ["e=unsupported-channel-binding-type"] * 2 + \
+        ["e=server-does-support-channel-binding"] * 2, r
 
 
 # ---- the failure budget ------------------------------------------------------------------
@@ -324,7 +342,7 @@ def test_failure_budget(node):
         # aside, channel-binding types, a downgrade.
         c.send(f"<auth xmlns='{NS_SASL}' mechanism='DIGEST-MD5'/>")
         assert local(c.expect(q(NS_SASL, "failure"))[0].tag) == "invalid-mechanism"
-        for mech in ("SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"):
+        for mech in ("SCRAM-SHA-512-PLUS", "SCRAM-SHA-256-PLUS") * 2:
             el, _ = c.auth_scram(mech, "gus", PW, cb=("tls-foo", b"x"))
             assert el.find(q(NS_SASL, "text")).text == "e=unsupported-channel-binding-type"
         el, _ = c.auth_scram("SCRAM-SHA-256", "gus", PW, flag="y")

@@ -98,19 +98,21 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->limits.handshake_timeout_ms, 10000);
     SZ_CHECK_INT(c->limits.preauth_timeout_ms, 60000);
     SZ_CHECK(c->tls.unique_on_tls13);
+    SZ_CHECK(!c->tls.scram_sha1_plus);
     sz_conf_free(c);
     sz_conf_free(NULL);
 }
 
 SZ_TEST(tls_section)
 {
-    sz_conf_t *c = parse(ADMIN "tls:\n  unique_on_tls13: false\n"
+    sz_conf_t *c = parse(ADMIN "tls:\n  unique_on_tls13: false\n  scram_sha1_plus: true\n"
                                "limits:\n  source_rate_per_sec: 0\n  source_burst: 1\n"
                                "  handshake_timeout_ms: 1000\n");
     SZ_CHECK(c != NULL);
     if (!c)
         return;
     SZ_CHECK(!c->tls.unique_on_tls13);
+    SZ_CHECK(c->tls.scram_sha1_plus);
     SZ_CHECK_INT(c->limits.source_rate_per_sec, 0);
     SZ_CHECK_INT(c->limits.source_burst, 1);
     SZ_CHECK_INT(c->limits.handshake_timeout_ms, 1000);

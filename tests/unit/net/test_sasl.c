@@ -494,6 +494,27 @@ SZ_TEST(downgrade)
                            "user", "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
                  SZ_SASL_SUCCESS);
     sz_sasl_free(s);
+    /* SCRAM-SHA-1-PLUS not offered (tls.scram_sha1_plus off): the SHA-1
+     * family has no binding, so "y" with SCRAM-SHA-1 is honest and
+     * accepted; SHA-256 still has its -PLUS, so "y" there is refused. */
+    unsigned no1 = TLS_CB | SZ_SASL_F_NO_SHA1_PLUS;
+    SZ_CHECK(!(sz_sasl_mech_mask(no1) & (1u << SZ_SASL_SCRAM_SHA_1_PLUS)));
+    SZ_CHECK(sz_sasl_mech_mask(no1) & (1u << SZ_SASL_SCRAM_SHA_256_PLUS));
+    SZ_CHECK_INT(run_scram(&s, no1, "SCRAM-SHA-1", SZ_HASH_SHA1, "y,,", NULL, 0, "user", "pencil",
+                           SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_SUCCESS);
+    sz_sasl_free(s);
+    SZ_CHECK_INT(run_scram(&s, no1, "SCRAM-SHA-256", SZ_HASH_SHA256, "y,,", NULL, 0, "user",
+                           "pencil", SZ_SASL_CREDS_FOUND, &out, &c),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK_STR(out.text, "server-does-support-channel-binding");
+    sz_sasl_free(s);
+    o = opts_for(no1);
+    s = sz_sasl_new(&o);
+    SZ_CHECK_INT(start_s(s, "SCRAM-SHA-1-PLUS", "p=tls-exporter,,n=user,r=abc", &out),
+                 SZ_SASL_FAILURE);
+    SZ_CHECK_INT(out.err, SZ_SASL_ERR_INVALID_MECHANISM);
+    sz_sasl_free(s);
 }
 
 SZ_TEST(no_initial_response)
