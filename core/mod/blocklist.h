@@ -113,7 +113,7 @@ void sz_blocklist_clear(sz_blocklist_t *bl);
 
 /**
  * Whether an item of <bl> blocks entity <j>, by the XEP-0016 §2.1 rules
- * XEP-0191 §4 refers to: an item user@domain/resource matches that full
+ * XEP-0191 (JID Matching) refers to: an item user@domain/resource matches that full
  * JID only; user@domain every resource of it; domain/resource that
  * resource of the domain, whatever the localpart; domain the domain and
  * every JID at it.

@@ -2,8 +2,10 @@
  * Blocking Command (XEP-0191, version 1.3): the blocklist get, block and
  * unblock (all) of a user's own resources, answered after storage
  * committed and pushed to the resources that asked for the list; stanzas
- * from a blocked entity refused per §3.6, stanzas of the user to one per
- * §3.7; and presence cut when a contact is blocked, sent again when it is
+ * from a blocked entity refused per the XEP's section "Blocked Entity
+ * Attempts to Communicate with User" (below: the inbound rule), stanzas of
+ * the user to one per "User Attempts to Communicate with Blocked Entity"
+ * (the outbound rule); and presence cut when a contact is blocked, sent again when it is
  * unblocked (§3.3, §3.4). The cache and job queue are core/mod/blocklist.c;
  * presence broadcasts skip blocked contacts in mod_presence.c.
  *
@@ -376,10 +378,10 @@ static int on_iq(sz_hook_ctx_t *ctx, const sz_xml_node_t *payload, bool set)
     return SZ_HANDLED;
 }
 
-/* ---- the user's stanzas to a blocked entity (§3.7) ------------------------------------ */
+/* ---- the user's stanzas to a blocked entity (the outbound rule) ------------------------------------ */
 
 /* Answers <st> with <not-acceptable/> and the <blocked/> condition of
- * §3.7, unless it is an error or an iq result (RFC 6120 §8.3.1). */
+ * the outbound rule, unless it is an error or an iq result (RFC 6120 §8.3.1). */
 static void refuse_out(sz_session_t *s, const sz_stanza_t *st)
 {
     static const char *const kinds[] = {"message", "presence", "iq"};
@@ -413,7 +415,7 @@ static void refuse_out(sz_session_t *s, const sz_stanza_t *st)
     sz_xb_end(&xb);
     sz_xb_end(&xb);
     /* Straight to the session: routed, it would come from the blocked
-     * entity and fall under §3.6 itself. */
+     * entity and fall under the inbound rule itself. */
     sz_stanza_t *out = sz_stanza_from_xb(&xb);
     if (out) {
         sz_router_deliver(s, out);
@@ -480,9 +482,9 @@ static int on_out(sz_hook_ctx_t *ctx)
     return check_out(s, bl, ctx->st, ctx->to) ? SZ_PASS : SZ_HANDLED;
 }
 
-/* ---- stanzas from a blocked entity (§3.6) ------------------------------------------- */
+/* ---- stanzas from a blocked entity (the inbound rule) ------------------------------------------- */
 
-/* What §3.6 does with <st> of kind <k>, type <t>, from a blocked entity:
+/* What the inbound rule does with <st> of kind <k>, type <t>, from a blocked entity:
  * presence (notifications, subscriptions, probes) is dropped without an
  * answer; a message gets service-unavailable (an error message is
  * dropped); an iq get/set gets service-unavailable, other iqs are

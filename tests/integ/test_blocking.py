@@ -1,9 +1,10 @@
 """Blocking Command (XEP-0191) end to end: the blocklist get, block and
 unblock (one, all) with their pushes to the resources that read the list,
-stanzas from a blocked entity (§3.6) and to one (§3.7), presence cut both
-ways on block and restored on unblock, the error cases, the size limit,
-the list surviving a restart, and a blocked user homed on the other
-reactor. Raw-socket clients, and slixmpp at its default settings with its
+stanzas from a blocked entity ("Blocked Entity Attempts to Communicate
+with User") and to one ("User Attempts to Communicate with Blocked Entity"),
+presence cut both ways on block and restored on unblock, the error cases,
+the size limit, the list surviving a restart, and a blocked user homed on
+the other reactor. Raw-socket clients, and slixmpp at its default settings with its
 xep_0191 plugin."""
 
 import asyncio
@@ -116,18 +117,18 @@ def test_block_pushes_messages_and_unblock(blk):
         got = a2.drain(QUIET)
         assert not [e for e in got if is_push("block")(e)], "a2 never asked for the list"
         assert blocklist(a2) == [BJ]
-        # §3.6: bob's message bounces with service-unavailable, nothing reaches alice.
+        # Inbound rule: bob's message bounces with service-unavailable, nothing reaches alice.
         b.send(f"<message to='{AJ}' id='m1' type='chat'><body>hi</body></message>")
         err, _ = b.wait_for(lambda e: e.get("id") == "m1", what="bounce")
         assert err.get("type") == "error" and stanza_error(err)[1] == "service-unavailable"
         b.send(f"<message to='{a1.jid}' id='m2'><body>hi</body></message>")
         err, _ = b.wait_for(lambda e: e.get("id") == "m2", what="bounce to full JID")
         assert stanza_error(err)[1] == "service-unavailable"
-        # An iq get too; the server answers for the user (§3.6).
+        # An iq get too; the server answers for the user (inbound rule).
         el = b.iq("<query xmlns='http://jabber.org/protocol/disco#info'/>", to=AJ)
         assert stanza_error(el) == ("cancel", "service-unavailable"), ET.tostring(el)
         nothing_from(a1, BJ, "a1 got something from bob")
-        # §3.7: alice's own message to bob is refused.
+        # Outbound rule: alice's own message to bob is refused.
         a1.send(f"<message to='{BJ}/b' id='o1' type='chat'><body>x</body></message>")
         err, _ = a1.wait_for(lambda e: e.get("id") == "o1", what="outbound refusal")
         e = err.find(q(NS_CLIENT, "error"))

@@ -1,5 +1,5 @@
 /*
- * Tests for the JID matching of core/mod/blocklist.c (XEP-0191 §4, by the
+ * Tests for the JID matching of core/mod/blocklist.c (XEP-0191 JID Matching, by the
  * XEP-0016 §2.1 rules): which entities an item of each of the four forms
  * blocks.
  */
