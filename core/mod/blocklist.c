@@ -32,6 +32,7 @@ struct bl_item {
 
 enum { BL_EMPTY = 0, BL_LOADING, BL_READY };
 
+/* One user's entry. 96 bytes on LP64. */
 struct sz_blocklist {
     sz_blocklist_t *dnext; /* detached list (offline owner) */
     sz_user_t *user;       /* NULL while the owner is offline */
@@ -46,6 +47,10 @@ struct sz_blocklist {
     bool busy;
     bool kicking;
 };
+
+/* What every online user carries, besides its owner JID and its items:
+ * keep it small (DESIGN §1). */
+_Static_assert(sizeof(struct sz_blocklist) <= 96, "sz_blocklist grew: check the per-user budget");
 
 static sz_store_t *store;
 static const sz_conf_t *conf;
