@@ -387,7 +387,6 @@ static void refuse_out(sz_session_t *s, const sz_stanza_t *st)
     static const char *const kinds[] = {"message", "presence", "iq"};
     enum sz_stanza_kind k = sz_stanza_kind(st);
     char type[16], from[SZ_JID_INPUT_MAX_BYTES + 1], to[SZ_JID_INPUT_MAX_BYTES + 1];
-    char id[1024];
     ssize_t tl = sz_stanza_attr(st, SZ_XML_A_TYPE, type, sizeof(type) - 1);
     if (tl >= 0)
         type[tl] = '\0';
@@ -396,9 +395,16 @@ static void refuse_out(sz_session_t *s, const sz_stanza_t *st)
         return;
     ssize_t fl = sz_stanza_attr(st, SZ_XML_A_FROM, from, sizeof(from));
     ssize_t ol = sz_stanza_attr(st, SZ_XML_A_TO, to, sizeof(to));
-    ssize_t il = sz_stanza_attr(st, SZ_XML_A_ID, id, sizeof(id));
     if (fl < 0)
         return;
+    /* RFC 6120 §8.3.1: the error carries the stanza's id, however long. */
+    size_t raw_il = 0;
+    char *id = NULL;
+    ssize_t il = -1;
+    if (sz_stanza_attr_raw(st, SZ_XML_A_ID, &raw_il, NULL)) {
+        id = sz_malloc(raw_il + 1);
+        il = sz_stanza_attr(st, SZ_XML_A_ID, id, raw_il + 1);
+    }
     sz_xb_t xb;
     sz_xb_init(&xb, 512);
     sz_xb_start(&xb, kinds[k], NULL);
@@ -414,6 +420,7 @@ static void refuse_out(sz_session_t *s, const sz_stanza_t *st)
     sz_xb_empty(&xb, "blocked", NS_BLOCKING_ERRORS);
     sz_xb_end(&xb);
     sz_xb_end(&xb);
+    sz_free(id);
     /* Straight to the session: routed, it would come from the blocked
      * entity and fall under the inbound rule itself. */
     sz_stanza_t *out = sz_stanza_from_xb(&xb);

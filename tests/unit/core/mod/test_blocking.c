@@ -98,6 +98,13 @@ SZ_TEST(stanzas_both_ways)
     CHECK_GOT(&a1, "id=\"o1\"", "type=\"error\"", "<not-acceptable",
               "<blocked xmlns=\"urn:xmpp:blocking:errors\"/>");
     CHECK_NOT(&m1, "id=\"o1\"");
+    /* Its id comes back whole, however long (RFC 6120 §8.3.1). */
+    char id[2001];
+    memset(id, 'i', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    fs_send(&a1, "<iq from='" A "/pc' to='" M "/pc' type='get' id='%s'><ping xmlns='urn:xmpp:ping'/>"
+                 "</iq>", id);
+    CHECK_GOT(&a1, id, "type=\"error\"", "<not-acceptable");
     /* Offline, the list comes from storage: still refused. */
     fs_unbind(&a1);
     fs_clear(&m1);
