@@ -413,3 +413,35 @@ async def wait_enabled(sm):
             return
         await asyncio.sleep(0.05)
     raise AssertionError("slixmpp did not enable stream management")
+
+
+def test_rebind_replaces_detached_and_stop(rs_node):
+    n = rs_node()
+    phone = login(n, "ann", PW, "phone")
+    bob = login(n, "bob", PW, "r")
+    try:
+        sid, _ = enable_resume(phone)
+        drop_and_wait_detached(n, phone)
+        bob.send(msg(phone.jid, "held", "h0"))
+        # A plain bind of the same full JID replaces the detached session
+        # (RFC 6120 §7.7.2.2): what it held goes back to its sender, and
+        # its id is gone with it.
+        again = login(n, "ann", PW, "phone")
+        assert again.jid == phone.jid
+        el, _ = bob.wait_for(lambda e: is_msg(e) and e.get("id") == "h0", what="bounce")
+        assert stanza_error(el) == ("wait", "recipient-unavailable"), ET.tostring(el)
+        wait_until(lambda: detached(n) == 0, 10, what="the detached session to go")
+        c = authed(n, "ann")
+        assert failed_condition(resume(c, sid, 0)) == ["item-not-found"]
+        c.close()
+        again.close()
+        # The node stops while a session waits detached: it ends with the
+        # node, and the node exits cleanly (no leak, status 0).
+        p2 = login(n, "ann", PW, "tablet")
+        enable_resume(p2)
+        drop_and_wait_detached(n, p2)
+        bob.close()
+        n.stop_clean()
+    finally:
+        bob.close()
+        phone.close()
