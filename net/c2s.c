@@ -258,6 +258,11 @@ static void idle_check(struct c2s *cs)
     if (cs->flags & F_PINGED) {
         SZ_STAT_ADD(&r->stats, idle_timeouts, 1);
         SZ_DEBUG("msg=\"idle stream timed out\" conn=%llu", (unsigned long long)cs->c->id);
+        /* A peer silent past our ping is most likely a connection that
+         * broke without a reset (a phone that lost its network): a
+         * resumable session detaches as on a TCP drop (XEP-0198 §5), after
+         * the stream error that a live client would read. */
+        c2s_sm_detach(cs);
         c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
         return;
     }
@@ -436,7 +441,8 @@ void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *a
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
     sz_conn_close(cs->c, true);
-    end_session(cs);
+    if (!(cs->flags & F_DETACHED)) /* else it waits for a resumption */
+        end_session(cs);
 }
 
 void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond)
@@ -1026,6 +1032,8 @@ static void c2s_shutdown(sz_conn_t *c)
 static void c2s_eof(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
+    if (cs->flags & F_DETACHED)
+        return; /* closing already, its session kept (c2s_close) */
     bool was_open = cs->stage != ST_CLOSED;
     cs->stage = ST_CLOSED;
     sz_conn_close(c, false);

@@ -198,9 +198,10 @@ void c2s_sm_sent(struct c2s *cs, sz_stanza_t *st);
  *  authentication (<span>/<len>, header <h>, valid during the call only). */
 void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h);
 
-/** Reactor thread. The connection of bound <cs> broke (not a stream end):
- *  when its stream is resumable the session detaches (F_DETACHED) and true
- *  is returned; false means it ends as usual. */
+/** Reactor thread. The connection of bound <cs> broke (a TCP drop, or no
+ *  answer to the idle ping; not a stream end): when its stream is
+ *  resumable the session detaches (F_DETACHED: closing the stream no
+ *  longer ends it) and true is returned; false means it ends as usual. */
 bool c2s_sm_detach(struct c2s *cs);
 
 /** Reactor thread. The connection of detached <cs> is gone (c2s_close):

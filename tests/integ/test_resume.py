@@ -445,3 +445,37 @@ def test_rebind_replaces_detached_and_stop(rs_node):
     finally:
         bob.close()
         phone.close()
+
+
+def test_idle_timeout_detaches(rs_node):
+    # A peer that stops answering (no reset: a lost network) is found by the
+    # idle ping; a resumable session then detaches instead of ending.
+    n = rs_node(idle_timeout_ms=500, ping_timeout_ms=1000)
+    phone = login(n, "ann", PW, "phone")
+    try:
+        sid, _ = enable_resume(phone)
+        el, _ = phone.wait_for(lambda e: e.tag == q(NS_CLIENT, "iq") and e.get("type") == "get",
+                               timeout=10, what="the idle ping")
+        ping_id = el.get("id")
+        assert phone.stream_error(timeout=10) == "connection-timeout"
+        wait_until(lambda: detached(n) == 1, 10, what="the session to detach")
+        c = authed(n, "ann")
+        el = resume(c, sid, 0)
+        assert el.tag == q(NS_SM, "resumed"), ET.tostring(el)
+        # The unanswered ping is retransmitted; answering it keeps the
+        # resumed stream alive past another idle period.
+        el = c.next()
+        assert el.tag == q(NS_CLIENT, "iq") and el.get("id") == ping_id, ET.tostring(el)
+        c.send(f"<iq type='result' id='{ping_id}' to='{DOMAIN}'/>")
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            for e in c.drain(0.2):
+                if e.tag == q(NS_CLIENT, "iq") and e.get("type") == "get":
+                    c.send(f"<iq type='result' id='{e.get('id')}' to='{DOMAIN}'/>")
+        c.send(f"<iq type='get' id='p2' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>")
+        el, _ = c.wait_for(lambda e: e.get("id") == "p2", what="ping answer")
+        assert el.get("type") == "result"
+        c.close()
+    finally:
+        phone.close()
+    n.wait_idle()
