@@ -7,8 +7,8 @@
  * limits.max_unacked_stanzas, past which the stream ends.
  *
  * Resumption (§5): <enable resume='true'/> gets a 128-bit random token.
- * When the connection breaks (not on a stream end or a stream error), the
- * session detaches: it stays bound in the router with its presence, its
+ * When the connection breaks, or the idle ping goes unanswered (but not on
+ * a stream end or any other stream error), the session detaches: it stays bound in the router with its presence, its
  * parser and TLS state are freed, and stanzas for it wait in its queue.
  * A <resume/> with the token, from a stream authenticated as the same
  * account (so already on this, the home reactor), takes the session over
