@@ -8,8 +8,9 @@
  *
  * Resumption (§5): <enable resume='true'/> gets a 128-bit random token.
  * When the connection breaks, or the idle ping goes unanswered (but not on
- * a stream end or any other stream error), the session detaches: it stays bound in the router with its presence, its
- * parser and TLS state are freed, and stanzas for it wait in its queue.
+ * a stream end or any other stream error), the session detaches: it stays
+ * bound in the router with its presence, its parser and TLS state are
+ * freed, and stanzas for it wait in its queue.
  * A <resume/> with the token, from a stream authenticated as the same
  * account (so already on this, the home reactor), takes the session over
  * (c2s_take_over()). After limits.sm_resume_timeout_s, or when the queue
