@@ -22,8 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/last.h"
 #include "storage/roster.h"
 #include "storage/store.h"
+#include "storage/xmlstore.h"
 
 enum sz_store_op {
     SZ_STORE_ACCOUNT_CREATE = 1,
@@ -42,6 +44,10 @@ enum sz_store_op {
     SZ_STORE_PENDING_REMOVE,
     SZ_STORE_PENDING_LIST,
     SZ_STORE_ROSTER_LOGIN, /* ROSTER_GET and PENDING_LIST in one snapshot */
+    SZ_STORE_XML_GET,      /* storage/xmlstore.h */
+    SZ_STORE_XML_PUT,
+    SZ_STORE_LAST_SET,     /* storage/last.h */
+    SZ_STORE_LAST_GET,
     SZ_STORE_OP_COUNT
 };
 
@@ -69,6 +75,8 @@ struct sz_store_req {
         sz_store_roster_ver_fn ver;
         sz_store_pending_fn pending;
         sz_store_roster_login_fn login;
+        sz_store_xml_fn xml;
+        sz_store_last_fn last;
     } _cb;
     void *_arg;
     void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
@@ -120,6 +128,25 @@ struct sz_store_req {
             sz_store_pending_t *pend;
             size_t npend, pcap;
         } roster;
+        /* Per-account XML documents (storage/xmlstore.h); the key above
+         * is the owner. */
+        struct {
+            unsigned kind;          /* in: enum sz_store_xml_kind */
+            sz_store_str_t name;    /* in (get) */
+            sz_store_str_t *docs;   /* in (put): 2n slices, name i at 2i and its xml at
+                                     * 2i+1 (xml.p NULL: remove); array sz_malloc'd,
+                                     * bytes in the tail */
+            size_t n;
+            uint64_t max_bytes;     /* in (put), 0: no bound */
+            char *out;              /* out (get): sz_malloc'd, NUL-terminated */
+            size_t out_len;
+        } xml;
+        /* Last activity (storage/last.h); the key above is the owner. */
+        struct {
+            int64_t when;           /* in (set), out (get) */
+            sz_store_str_t status;  /* in (set): p NULL for none */
+            char *out_status;       /* out (get): sz_malloc'd, or NULL */
+        } last;
     } u;
 };
 

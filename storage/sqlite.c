@@ -89,6 +89,29 @@ static const char *const migrations[] = {
     " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
     "  ON DELETE CASCADE"
     ") WITHOUT ROWID;",
+    /* vCards (XEP-0054) and private XML (XEP-0049): opaque documents per
+     * account, family and name (storage/xmlstore.h); a rowid table, as
+     * documents may be tens of KiB. Last activity (XEP-0012): one record
+     * per account (storage/last.h). Both go with their account. */
+    "CREATE TABLE xml_docs ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " kind INTEGER NOT NULL," /* enum sz_store_xml_kind */
+    " name TEXT NOT NULL,"    /* "" for the vCard, the namespace for private XML */
+    " data BLOB NOT NULL,"    /* serialized XML, exactly as written */
+    " PRIMARY KEY (domain, localpart, kind, name),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ");"
+    "CREATE TABLE last_activity ("
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " logout INTEGER NOT NULL," /* unix seconds */
+    " status TEXT,"             /* NULL: none */
+    " PRIMARY KEY (domain, localpart),"
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -420,7 +443,8 @@ static void exec(void *conn, sz_store_req_t *q)
         q->res = acct_count(c, q);
         break;
     default:
-        if (!sz_sqlite_roster_exec(c, q))
+        if (!sz_sqlite_roster_exec(c, q) && !sz_sqlite_xml_exec(c, q) &&
+            !sz_sqlite_last_exec(c, q))
             q->res = -EOPNOTSUPP;
         break;
     }
@@ -638,6 +662,10 @@ static void conn_close(void *p)
         sqlite3_finalize(c->acct[i]);
     for (int i = 0; i < SZ_SQLITE_ROSTER_STMTS; i++)
         sqlite3_finalize(c->roster[i]);
+    for (int i = 0; i < SZ_SQLITE_XML_STMTS; i++)
+        sqlite3_finalize(c->xml[i]);
+    for (int i = 0; i < SZ_SQLITE_LAST_STMTS; i++)
+        sqlite3_finalize(c->last[i]);
     /* The last connection to close checkpoints the WAL into the file. */
     sqlite3_close(c->h);
     sz_free(c);

@@ -15,6 +15,8 @@
  * own count against these). */
 #define SZ_SQLITE_ACCT_STMTS   16
 #define SZ_SQLITE_ROSTER_STMTS 24
+#define SZ_SQLITE_XML_STMTS    8
+#define SZ_SQLITE_LAST_STMTS   4
 
 struct sz_sqlite_db {
     char *path;
@@ -26,6 +28,8 @@ struct sz_sqlite_conn {
     struct sz_sqlite_db *db;
     sqlite3_stmt *acct[SZ_SQLITE_ACCT_STMTS];     /* sqlite.c's, prepared on first use */
     sqlite3_stmt *roster[SZ_SQLITE_ROSTER_STMTS]; /* sqlite_roster.c's */
+    sqlite3_stmt *xml[SZ_SQLITE_XML_STMTS];       /* sqlite_xmlstore.c's */
+    sqlite3_stmt *last[SZ_SQLITE_LAST_STMTS];     /* sqlite_last.c's */
 };
 
 /* Maps an SQLite result code to 0 or -errno. */
@@ -42,5 +46,9 @@ int sz_sqlite_fail(struct sz_sqlite_conn *c, const char *what, int rc);
 /* Runs a request of the roster family (storage/roster.h ops); returns
  * false when <q> is not one. */
 bool sz_sqlite_roster_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+
+/* The same for storage/xmlstore.h and storage/last.h requests. */
+bool sz_sqlite_xml_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+bool sz_sqlite_last_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 
 #endif

@@ -144,7 +144,8 @@ int sz_store_account_create(sz_store_t *s, const sz_jid_t *jid, const sz_scram_c
 
 /** Deletes account <jid>, and in the same transaction everything stored
  * for it (roster, roster version, pending subscription requests:
- * storage/roster.h). Result: 0, -ENOENT, -EBUSY, -EIO. */
+ * storage/roster.h; vCard and private XML: storage/xmlstore.h; last
+ * activity: storage/last.h). Result: 0, -ENOENT, -EBUSY, -EIO. */
 int sz_store_account_delete(sz_store_t *s, const sz_jid_t *jid, sz_store_done_fn cb, void *arg);
 
 /** Replaces the credentials of <jid> (password change). Result: 0,

@@ -35,5 +35,8 @@ void sz_mod_register_register(const sz_mod_env_t *env);
 void sz_mod_roster_register(const sz_mod_env_t *env);
 void sz_mod_subscription_register(const sz_mod_env_t *env);
 void sz_mod_presence_register(const sz_mod_env_t *env);
+void sz_mod_vcard_register(const sz_mod_env_t *env);
+void sz_mod_private_register(const sz_mod_env_t *env);
+void sz_mod_last_register(const sz_mod_env_t *env);
 
 #endif

@@ -790,7 +790,7 @@ SZ_TEST(server_unknown_payload)
 {
     setup();
     fake_t *r = bound(ROMEO);
-    send_from(r, "<iq to='example.com' type='get' id='u1'><query xmlns='jabber:iq:last'/></iq>");
+    send_from(r, "<iq to='example.com' type='get' id='u1'><query xmlns='urn:example:unserved'/></iq>");
     SZ_CHECK_INT(r->n, 1);
     sz_stanza_t *st;
     SZ_CHECK(is_error(st = nth(r, 0), "iq", "example.com", ROMEO, "u1", "cancel",

@@ -154,6 +154,13 @@ static int make_v1(const char *path, int n)
     return ok ? 0 : -1;
 }
 
+/* Whether the applied migrations <vs> are 1, 2 and then only later ones
+ * (their number grows with the schema). */
+static bool upgraded(const char *vs)
+{
+    return strncmp(vs, "1,2", 3) == 0 && (vs[3] == '\0' || vs[3] == ',');
+}
+
 /* The applied migrations of <path>, as a string "1,2". */
 static void versions_of(const char *path, char *out, size_t cap)
 {
@@ -228,7 +235,7 @@ SZ_TEST(migrate_from_schema1)
     if (!s)
         return;
     versions_of(p, vs, sizeof(vs));
-    SZ_CHECK_STR(vs, "1,2");
+    SZ_CHECK(upgraded(vs));
 
     /* The accounts survived, credentials intact. */
     int64_t n = -1;
@@ -272,7 +279,7 @@ SZ_TEST(migrate_from_schema1)
     SZ_CHECK(s != NULL);
     sz_store_close(s);
     versions_of(p, vs, sizeof(vs));
-    SZ_CHECK_STR(vs, "1,2");
+    SZ_CHECK(upgraded(vs));
 }
 
 static void rm_rf(const char *dir)
