@@ -131,6 +131,8 @@ static const struct row conf_rows[] = {
      C(limits.preauth_timeout_ms), NULL, NULL},
     {"limits.max_unacked_stanzas", T_U32, F_RELOAD, 8, 1000000, 500, NULL,
      C(limits.max_unacked_stanzas), NULL, NULL},
+    {"limits.sm_resume_timeout_s", T_U32, F_RELOAD, 0, 86400, 300, NULL,
+     C(limits.sm_resume_timeout_s), NULL, NULL},
     {"limits.max_roster_items", T_U32, F_RELOAD, 1, 100000, 1000, NULL,
      C(limits.max_roster_items), NULL, NULL},
     {"limits.max_blocklist_items", T_U32, F_RELOAD, 1, 100000, 1000, NULL,

@@ -101,6 +101,9 @@ typedef struct sz_conf {
         uint32_t register_per_source_per_hour; /* XEP-0077 registrations per source address, default 5 */
         uint32_t preauth_timeout_ms; /* connect to resource bound, 1000..600000, default 60000 */
         uint32_t max_unacked_stanzas; /* XEP-0198 queue per stream, 8..1000000, default 500 */
+        uint32_t sm_resume_timeout_s; /* XEP-0198 §5: a broken resumable stream's session waits
+                                       * this long for <resume/>, 0..86400 (0: no resumption),
+                                       * default 300 */
         uint32_t max_roster_items;   /* roster items per account, 1..100000, default 1000 */
         uint32_t max_blocklist_items; /* XEP-0191 blocked JIDs per account, 1..100000, default 1000 */
         uint32_t max_vcard_bytes;    /* XEP-0054 vCard of an account, serialized, default 65536 */

@@ -759,6 +759,24 @@ void sz_router_unbind(sz_reactor_t *r, sz_session_t *s)
     drop_user_if_empty(r, u);
 }
 
+void sz_router_takeover(sz_reactor_t *r, sz_session_t *old, sz_session_t *s)
+{
+    (void)r;
+    sz_user_t *u = old->user;
+    SZ_ASSERT(u != NULL);
+    sz_session_t **pp = &u->sessions;
+    while (*pp != old)
+        pp = &(*pp)->next; /* <old> is linked: the loop ends on it */
+    /* The session goes on unchanged (no event, no presence): only the
+     * struct that carries it changes. Modules find sessions through the
+     * user's list, never through a pointer kept across calls. */
+    const sz_session_ops_t *ops = s->ops;
+    *s = *old;
+    s->ops = ops;
+    *pp = s;
+    memset(old, 0, sizeof(*old));
+}
+
 void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
                            const sz_jid_t *to)
 {

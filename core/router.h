@@ -79,6 +79,15 @@ sz_session_t *sz_router_bind(sz_reactor_t *r, sz_session_t *s);
 void sz_router_unbind(sz_reactor_t *r, sz_session_t *s);
 
 /**
+ * Home reactor of old->jid. Session <s> (not bound) takes the place of
+ * bound session <old> (XEP-0198 §5 resumption): the same full JID, user,
+ * presence, priority and module slots, moved without any event or
+ * presence. <s> keeps its own ops; <old> is left zeroed (its JID and
+ * presence now belong to <s>).
+ */
+void sz_router_takeover(sz_reactor_t *r, sz_session_t *old, sz_session_t *s);
+
+/**
  * Home reactor of <from>. Routes <st>, a stanza from the client of <from>
  * whose 'from' is already stamped with from's full JID. <to> is the parsed
  * 'to' (NULL when absent). Consumes <st>.

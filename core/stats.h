@@ -44,6 +44,13 @@
     X(sm_enabled, counter, "sm_enabled_total", "Client streams that enabled XEP-0198")           \
     X(sm_unacked, counter, "sm_unacked_total",                                                 \
       "Stanzas a client never acknowledged, returned to their senders (XEP-0198)")              \
+    X(sm_detached, gauge, "sm_detached_sessions",                                             \
+      "Sessions whose connection broke, waiting for a XEP-0198 resumption")                     \
+    X(sm_resumed, counter, "sm_resumed_total", "XEP-0198 resumptions that succeeded")          \
+    X(sm_resume_failed, counter, "sm_resume_failed_total",                                     \
+      "XEP-0198 resumptions refused (unknown, used or expired id)")                             \
+    X(sm_resume_expired, counter, "sm_resume_expired_total",                                   \
+      "Detached sessions ended by limits.sm_resume_timeout_s or a full queue")                  \
     X(idle_pings, counter, "idle_pings_total",                                                 \
       "XEP-0199 pings sent to clients silent for limits.idle_timeout_ms")                       \
     X(idle_timeouts, counter, "idle_timeouts_total",                                           \

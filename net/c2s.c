@@ -258,6 +258,11 @@ static void idle_check(struct c2s *cs)
     if (cs->flags & F_PINGED) {
         SZ_STAT_ADD(&r->stats, idle_timeouts, 1);
         SZ_DEBUG("msg=\"idle stream timed out\" conn=%llu", (unsigned long long)cs->c->id);
+        /* A peer silent past our ping is most likely a connection that
+         * broke without a reset (a phone that lost its network): a
+         * resumable session detaches as on a TCP drop (XEP-0198 §5), after
+         * the stream error that a live client would read. */
+        c2s_sm_detach(cs);
         c2s_stream_error(cs, SZ_STREAM_CONNECTION_TIMEOUT);
         return;
     }
@@ -358,6 +363,9 @@ static void unbind_now(struct c2s *cs)
         sz_sm_free(cs->sm, c2s_undelivered, r);
         cs->sm = NULL;
     }
+    /* A detached session that ends (deadline, queue full, replaced):
+     * nothing else holds it once its connection is gone. */
+    c2s_sm_undetach(cs);
 }
 
 /* The stream of <cs> ended (or its connection is going): a bound session
@@ -379,6 +387,11 @@ static void end_session(struct c2s *cs)
     cs->flags |= F_UNBIND_LATER;
 }
 
+void c2s_end_session(struct c2s *cs)
+{
+    end_session(cs);
+}
+
 /* Reactor iteration hook: the unbinds end_session() deferred. */
 static void flush_unbinds(void)
 {
@@ -395,6 +408,10 @@ static void flush_unbinds(void)
     sz_free(unbind_q);
     unbind_q = NULL;
     unbind_cap = 0;
+    /* Iteration hooks run after this iteration's flush: what the unbinds
+     * wrote (the unavailable presence to the user's other resources) would
+     * otherwise wait for the next wake-up. */
+    sz_conns_flush(sz_reactor_self());
 }
 
 /* <cs> is being freed while its unbind waits. */
@@ -424,7 +441,8 @@ void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *a
     if (cs->tls && (cs->flags & F_TLS))
         sz_tls_shutdown(cs->tls, &tls_io, cs);
     sz_conn_close(cs->c, true);
-    end_session(cs);
+    if (!(cs->flags & F_DETACHED)) /* else it waits for a resumption */
+        end_session(cs);
 }
 
 void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond)
@@ -545,6 +563,14 @@ static void answer(struct c2s *cs, const char *kind, const char *id, size_t idle
     if (e)
         sz_stanza_err_build(&xb, e, SZ_STANZA_ERRT_DEFAULT);
     sz_xb_end(&xb);
+    if (cs->sm && sz_sm_resumable(cs->sm)) {
+        /* Kept as a stanza until acknowledged: a resumed stream gets it
+         * again (XEP-0198 §5), like everything else it was sent. */
+        sz_stanza_t *st = sz_stanza_from_xb(&xb);
+        if (st)
+            c2s_deliver(cs, st);
+        return;
+    }
     char *xml;
     size_t len;
     if (sz_xb_finish(&xb, &xml, &len) == 0) {
@@ -1001,12 +1027,18 @@ static void c2s_shutdown(sz_conn_t *c)
 }
 
 /* The peer closed TCP or the connection broke (a reset): no stream end
- * can follow, so the session ends now. */
+ * can follow, so the session ends now, unless XEP-0198 lets the client
+ * resume it (§5): then it detaches and waits. */
 static void c2s_eof(sz_conn_t *c)
 {
     struct c2s *cs = c->pstate;
+    if (cs->flags & F_DETACHED)
+        return; /* closing already, its session kept (c2s_close) */
+    bool was_open = cs->stage != ST_CLOSED;
     cs->stage = ST_CLOSED;
     sz_conn_close(c, false);
+    if (was_open && c2s_sm_detach(cs))
+        return;
     end_session(cs);
 }
 
@@ -1025,6 +1057,17 @@ static void c2s_close(sz_conn_t *c)
     if (!cs)
         return;
     c2s_uncount_source(cs);
+    if ((cs->flags & F_DETACHED) && !(cs->flags & F_UNBIND_LATER)) {
+        /* The session outlives its connection (XEP-0198 §5). */
+        cs->c = NULL;
+        sz_xml_parser_free(&cs->xp);
+        sz_tls_free(cs->tls);
+        cs->tls = NULL;
+        sz_free(cs->cb_unique);
+        cs->cb_unique = NULL;
+        c2s_sm_detached(cs);
+        return;
+    }
     if (cs->flags & F_UNBIND_LATER)
         forget_unbind(cs);
     if (cs->flags & F_BOUND)
@@ -1100,6 +1143,12 @@ static void release_stanza(void *ref)
 static void sess_deliver(sz_session_t *s, sz_stanza_t *st)
 {
     struct c2s *cs = of_sess(s);
+    if (cs->flags & F_DETACHED) {
+        delivering++;
+        c2s_sm_hold(cs, st); /* kept for a resumption */
+        delivering--;
+        return;
+    }
     size_t len;
     const char *raw = sz_stanza_raw(st, &len);
     bool had_sm = cs->sm != NULL;
@@ -1154,8 +1203,63 @@ static void sess_kick(sz_session_t *s, enum sz_stream_err cond)
             sz_stanza_unref(s->presence);
             s->presence = NULL;
         }
+        if (cs->flags & F_DETACHED) {
+            /* Nobody to tell: what it held goes back as undelivered. */
+            sz_sm_free(cs->sm, c2s_undelivered, sz_reactor_self());
+            cs->sm = NULL;
+            c2s_sm_undetach(cs);
+            return;
+        }
+    }
+    if (cs->flags & F_DETACHED) {
+        end_session(cs);
+        return;
     }
     c2s_stream_error(cs, cond);
+}
+
+void c2s_deliver(struct c2s *cs, sz_stanza_t *st)
+{
+    sess_deliver(&cs->sess, st);
+}
+
+struct c2s *c2s_find_resumable(sz_reactor_t *r, const sz_jid_t *bare, const uint8_t *tok)
+{
+    sz_user_t *u = sz_router_user(r, bare);
+    for (sz_session_t *s = u ? u->sessions : NULL; s; s = s->next) {
+        if (s->ops != &session_ops)
+            continue; /* not a client stream of this file */
+        struct c2s *cs = of_sess(s);
+        /* A stream that ended without detaching is no longer resumable,
+         * whatever its unbind still waits for. */
+        if (!(cs->flags & F_BOUND) || (cs->flags & F_UNBIND_LATER) || !cs->sm ||
+            (cs->stage == ST_CLOSED && !(cs->flags & F_DETACHED)))
+            continue;
+        if (sz_sm_token_eq(cs->sm, tok))
+            return cs;
+    }
+    return NULL;
+}
+
+void c2s_take_over(struct c2s *cs, struct c2s *old)
+{
+    sz_reactor_t *r = sz_reactor_self();
+    cs->sess.ops = &session_ops;
+    sz_router_takeover(r, &old->sess, &cs->sess);
+    cs->sm = old->sm;
+    old->sm = NULL;
+    old->flags &= (uint16_t)~F_BOUND;
+    cs->flags |= F_BOUND;
+    sz_jid_free(cs->authed);
+    cs->authed = NULL;
+    watch_idle(cs);
+    if (old->flags & F_DETACHED) {
+        c2s_sm_undetach(old); /* frees it when its connection is gone */
+    } else {
+        /* XEP-0198 §5: the former stream, which the server still had
+         * open, gets a conflict stream error and is closed. */
+        c2s_stream_error(old, SZ_STREAM_CONFLICT);
+    }
 }
 
 static const sz_session_ops_t session_ops = {sess_deliver, sess_kick};

@@ -52,6 +52,11 @@ void sz_c2s_set_tls(struct sz_tls_ctx *tls);
  *  completed: the reactor must not exit before they have. */
 unsigned sz_c2s_pending(void);
 
+/** Reactor thread <r>, when the node stops: every session of <r> that
+ *  waits detached for a XEP-0198 resumption ends now (unavailable
+ *  presence, its queue undelivered). */
+void sz_c2s_stop(sz_reactor_t *r);
+
 /** Main thread, after the node stopped: drops the TLS context reference. */
 void sz_c2s_release(void);
 

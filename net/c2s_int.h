@@ -22,6 +22,7 @@
 
 #include "core/router.h"
 #include "core/stanza.h"
+#include "core/timer.h"
 #include "core/xml/errors.h"
 #include "core/xml/parser.h"
 #include "net/sasl.h"
@@ -47,12 +48,25 @@ enum stage {
 #define F_PINGED      0x80 /* bound, idle: our ping is out and nothing came in since */
 #define F_UNBIND_LATER 0x100 /* the stream ended during a delivery: unbind at the end of the
                               * reactor iteration (see end_session()) */
+#define F_DETACHED    0x200 /* XEP-0198 §5: the connection broke, the session stays bound
+                             * and resumable (net/c2s_sm.c); c is NULL once it closed */
+
+/* What a detached session keeps instead of its parser, which is freed
+ * with the connection (the two share storage). */
+struct c2s_detached {
+    sz_timer_t timer;       /* limits.sm_resume_timeout_s */
+    struct c2s *next;       /* this reactor's detached sessions */
+    struct c2s **pprev;
+};
 
 /* One per connection (c->pstate), allocated at accept. A storage lookup in
  * flight (F_LOOKUP) keeps it alive after the connection closed (F_ORPHAN,
  * c NULL): the lookup's completion frees it with c2s_free_state(). */
 struct c2s {
-    sz_xml_parser_t xp;  /* 64 */
+    union {
+        sz_xml_parser_t xp;      /* 64; while the connection lives */
+        struct c2s_detached det; /* 48; F_DETACHED with c NULL */
+    };
     sz_session_t sess;   /* 80; sess.jid is the full JID once bound */
     sz_conn_t *c;
     sz_tls_t *tls;
@@ -123,6 +137,32 @@ void c2s_stream_error_app(struct c2s *cs, enum sz_stream_err cond, const char *a
 /** Reactor thread. c2s_stream_error_app() without an application condition. */
 void c2s_stream_error(struct c2s *cs, enum sz_stream_err cond);
 
+/** Reactor thread. Ends the bound session of <cs> now, or at the end of
+ *  the reactor iteration while a delivery runs (the router may be looping
+ *  over the user's sessions). A detached session whose connection is gone
+ *  is freed with it. */
+void c2s_end_session(struct c2s *cs);
+
+/**
+ * Home reactor of <bare>. The bound session of <bare> that is resumable
+ * with token <tok> (SZ_SM_TOKEN_BYTES) and not ending, or NULL. Only
+ * sessions of <bare> are searched: a token is bound to its account.
+ */
+struct c2s *c2s_find_resumable(sz_reactor_t *r, const sz_jid_t *bare, const uint8_t *tok);
+
+/**
+ * Home reactor. Resumption (XEP-0198 §5): <cs> (authenticated as the same
+ * account, not bound) takes over the session of <old>: the full JID, the
+ * place in the router, the presence and the XEP-0198 state. <old>'s
+ * transport, if it still looks alive, gets <conflict/> and is closed; a
+ * detached <old> is freed. Writes nothing to <cs>.
+ */
+void c2s_take_over(struct c2s *cs, struct c2s *old);
+
+/** Reactor thread. Writes <st> (consumed) to the client of <cs> as the
+ *  router would, counted for XEP-0198. */
+void c2s_deliver(struct c2s *cs, sz_stanza_t *st);
+
 /** True when the top-level element of <span> with header <h> is named <name>. */
 static inline bool c2s_name_is(const char *span, const sz_xml_head_t *h, const char *name)
 {
@@ -157,6 +197,28 @@ void c2s_sm_sent(struct c2s *cs, sz_stanza_t *st);
 /** Reactor thread. A top-level element in urn:xmpp:sm:3 after
  *  authentication (<span>/<len>, header <h>, valid during the call only). */
 void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h);
+
+/** Reactor thread. The connection of bound <cs> broke (a TCP drop, or no
+ *  answer to the idle ping; not a stream end): when its stream is
+ *  resumable the session detaches (F_DETACHED: closing the stream no
+ *  longer ends it) and true is returned; false means it ends as usual. */
+bool c2s_sm_detach(struct c2s *cs);
+
+/** Reactor thread. The connection of detached <cs> is gone (c2s_close):
+ *  its parser state is freed by the caller; this starts the resumption
+ *  deadline and lists <cs> as detached on this reactor. */
+void c2s_sm_detached(struct c2s *cs);
+
+/** Reactor thread. <cs> is detached: <st> (consumed) waits in its queue
+ *  for a resumption; past limits.max_unacked_stanzas the session ends as on
+ *  the deadline, and <st> with it. */
+void c2s_sm_hold(struct c2s *cs, sz_stanza_t *st);
+
+/** Reactor thread. <cs> is no longer detached (its session ended or moved
+ *  to a resuming stream): clears F_DETACHED (no-op without it) and, when
+ *  its connection is gone, frees <cs> (stops its deadline, unlists it).
+ *  Returns true when <cs> was freed. */
+bool c2s_sm_undetach(struct c2s *cs);
 
 /** Reactor thread <ctx> (an sz_reactor_t *, the calling one), as the
  *  sz_sm_free() callback: <st> (consumed) was never acknowledged, so it

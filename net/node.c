@@ -206,6 +206,7 @@ static void on_stop(sz_reactor_t *r)
         }
     }
     sz_conns_shutdown(r);
+    sz_c2s_stop(r);
 }
 
 static bool quiesced(sz_reactor_t *r)

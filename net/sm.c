@@ -6,6 +6,7 @@
 #include "net/sm.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/mem.h"
 
@@ -17,6 +18,8 @@ struct sz_sm {
     uint32_t n;         /* queued: sent, not acknowledged */
     uint32_t head, cap; /* ring of cap entries (a power of two) */
     bool asked;         /* our <r/> is unanswered */
+    bool resumable;     /* tok is set (XEP-0198 §5) */
+    uint8_t tok[SZ_SM_TOKEN_BYTES];
     sz_stanza_t **q;
 };
 
@@ -106,6 +109,51 @@ void sz_sm_free(sz_sm_t *sm, void (*undelivered)(void *ctx, sz_stanza_t *st), vo
     }
     sz_free(sm->q);
     sz_free(sm);
+}
+
+void sz_sm_set_token(sz_sm_t *sm, const uint8_t *tok)
+{
+    sm->resumable = tok != NULL;
+    if (tok)
+        memcpy(sm->tok, tok, SZ_SM_TOKEN_BYTES);
+    else
+        memset(sm->tok, 0, SZ_SM_TOKEN_BYTES);
+}
+
+bool sz_sm_token_eq(const sz_sm_t *sm, const uint8_t *tok)
+{
+    /* Constant time: how far a guess matched must not show in timing. */
+    uint8_t d = 0;
+    for (unsigned i = 0; i < SZ_SM_TOKEN_BYTES; i++)
+        d |= (uint8_t)(sm->tok[i] ^ tok[i]);
+    return sm->resumable && d == 0;
+}
+
+bool sz_sm_resumable(const sz_sm_t *sm)
+{
+    return sm->resumable;
+}
+
+int sz_sm_resume(sz_sm_t *sm, uint32_t h, void (*resend)(void *ctx, sz_stanza_t *st), void *ctx)
+{
+    if (sz_sm_acked(sm, h) < 0)
+        return -1;
+    /* Take the rest out first: <resend> queues into <sm> again. */
+    sz_stanza_t **q = sm->q;
+    uint32_t n = sm->n, head = sm->head, cap = sm->cap;
+    sm->q = NULL;
+    sm->n = sm->head = sm->cap = 0;
+    sm->asked = false;
+    int sent = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        sz_stanza_t *st = q[(head + i) & (cap - 1)];
+        if (st) {
+            resend(ctx, st);
+            sent++;
+        }
+    }
+    sz_free(q);
+    return sent;
 }
 
 void sz_sm_test_set_counts(sz_sm_t *sm, uint32_t in_h, uint32_t out_h)

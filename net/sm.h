@@ -17,6 +17,9 @@
 /** Unacknowledged stanzas after which the server asks for an ack (<r/>). */
 #define SZ_SM_REQUEST_AFTER 8
 
+/** Bytes of a resumption token (XEP-0198 §5 'id'): 128 random bits. */
+#define SZ_SM_TOKEN_BYTES 16
+
 typedef struct sz_sm sz_sm_t;
 
 /** A new state, 'h' 0 both ways (never NULL: allocation aborts on OOM). */
@@ -57,6 +60,30 @@ uint32_t sz_sm_unacked(const sz_sm_t *sm);
  * <undelivered> just drops them.
  */
 void sz_sm_free(sz_sm_t *sm, void (*undelivered)(void *ctx, sz_stanza_t *st), void *ctx);
+
+/**
+ * Makes the stream resumable under token <tok> (SZ_SM_TOKEN_BYTES, copied;
+ * NULL: not resumable any more, the token is forgotten).
+ */
+void sz_sm_set_token(sz_sm_t *sm, const uint8_t *tok);
+
+/** True when the stream is resumable and its token is <tok>
+ *  (SZ_SM_TOKEN_BYTES); compared in constant time. */
+bool sz_sm_token_eq(const sz_sm_t *sm, const uint8_t *tok);
+
+/** True when the stream has a resumption token. */
+bool sz_sm_resumable(const sz_sm_t *sm);
+
+/**
+ * Resumption (XEP-0198 §5): the client says it handled <h> stanzas. Those
+ * are released; every stanza still queued after them is taken out of the
+ * queue, which then counts them as never sent, and passed to
+ * <resend>(<ctx>, st) in send order (consumes <st>; it normally sends it
+ * again, which queues it anew). Entries that were only counted are
+ * dropped. Returns -1 when <h> counts more stanzas than were sent (nothing
+ * changed), else the number of stanzas passed to <resend>.
+ */
+int sz_sm_resume(sz_sm_t *sm, uint32_t h, void (*resend)(void *ctx, sz_stanza_t *st), void *ctx);
 
 /**
  * Test hook, owner reactor, while nothing is unacknowledged: sets the

@@ -1,5 +1,5 @@
-"""XEP-0198 stream management on client streams (urn:xmpp:sm:3), without
-resumption: the feature after SASL, <enable/> only once bound, 'h' both
+"""XEP-0198 stream management on client streams (urn:xmpp:sm:3), on streams
+that did not ask for resumption (test_resume.py has that): the feature after SASL, <enable/> only once bound, 'h' both
 ways, the server's own <r/>, the bound on unacknowledged stanzas, and what
 happens to stanzas a client never acknowledged (an error back to their
 sender, XEP-0198 §4, RFC 6121 §8.5.3.2.1).
@@ -22,10 +22,11 @@ REQUEST_AFTER = 8  # net/sm.h SZ_SM_REQUEST_AFTER
 
 
 def enable(c):
-    c.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+    c.send(f"<enable xmlns='{NS_SM}'/>")
     el = c.next()
     assert el.tag == q(NS_SM, "enabled"), ET.tostring(el)
-    # No resumption offered (XEP-0198 §5): neither 'resume' nor 'id'.
+    # Resumption not asked for, so not offered (XEP-0198 §5): neither
+    # 'resume' nor 'id'.
     assert el.get("resume") is None and el.get("id") is None
     return el
 
@@ -64,9 +65,9 @@ def test_feature_and_enable_rules(sm_node):
         # Before binding: <enable/> fails, the stream goes on (§3).
         c.send(f"<enable xmlns='{NS_SM}'/>")
         assert failed_condition(c.next()) == ["unexpected-request"]
-        # No resumable sessions: <resume/> fails, binding still works (§5).
+        # No such session: <resume/> fails, binding still works (§5).
         c.send(f"<resume xmlns='{NS_SM}' previd='nope' h='0'/>")
-        assert failed_condition(c.next()) == ["feature-not-implemented"]
+        assert failed_condition(c.next()) == ["item-not-found"]
         c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
         el = c.next()
         assert el.get("type") == "result"

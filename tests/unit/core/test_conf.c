@@ -70,6 +70,7 @@ SZ_TEST(defaults)
     SZ_CHECK_INT(c->node.queue_entries, 4096);
     SZ_CHECK_INT(c->node.batch_wait_us, 2000);
     SZ_CHECK_INT(c->limits.max_unacked_stanzas, 500);
+    SZ_CHECK_INT(c->limits.sm_resume_timeout_s, 300);
     SZ_CHECK_INT(c->limits.idle_timeout_ms, 600000);
     SZ_CHECK_INT(c->limits.ping_timeout_ms, 60000);
     SZ_CHECK(!c->node.pin_threads);

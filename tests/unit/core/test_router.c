@@ -631,6 +631,43 @@ SZ_TEST(unbind_broadcasts_unavailable)
     done();
 }
 
+/* XEP-0198 resumption: another struct takes the session's place, with its
+ * JID, availability and presence, and nobody hears of it. */
+SZ_TEST(takeover_moves_a_session)
+{
+    setup();
+    fake_t *b = bound(BALCONY), *g = bound(GARDEN);
+    available(b, 0);
+    available(g, 3);
+    MUST(nfakes < MAX_FAKES);
+    fake_t *n = sz_calloc(1, sizeof(*n));
+    n->s.ops = &fake_ops;
+    fakes[nfakes++] = n;
+    sz_stanza_t *pres = g->s.presence;
+    sz_router_takeover(&reactor, &g->s, &n->s);
+    SZ_CHECK(silent());
+    SZ_CHECK_INT(sz_router_sessions(&reactor), 2);
+    SZ_CHECK(n->s.user != NULL && n->s.available && n->s.priority == 3);
+    SZ_CHECK(n->s.presence == pres);
+    SZ_CHECK(n->s.ops == &fake_ops);
+    SZ_CHECK(strcmp(sz_jid_full(n->s.jid, NULL), GARDEN) == 0);
+    SZ_CHECK(g->s.jid == NULL && g->s.user == NULL && g->s.presence == NULL);
+    /* What is sent to the full JID reaches the new struct. */
+    send_from(b, "<message to='" GARDEN "' id='t1'><body>x</body></message>");
+    SZ_CHECK_INT(n->n, 1);
+    SZ_CHECK_INT(g->n, 0);
+    sz_stanza_t *st;
+    SZ_CHECK(is(st = nth(n, 0), "message", NULL, BALCONY, GARDEN, "t1"));
+    sz_stanza_unref(st);
+    clear_all();
+    /* Its end is the session's end. */
+    sz_router_unbind(&reactor, &n->s);
+    SZ_CHECK_INT(b->n, 1);
+    SZ_CHECK(is(st = nth(b, 0), "presence", "unavailable", GARDEN, NULL, NULL));
+    sz_stanza_unref(st);
+    done();
+}
+
 SZ_TEST(directed_presence)
 {
     setup();
@@ -1071,6 +1108,7 @@ int main(void)
     SZ_RUN(bind_conflict_replaces_old_session);
     SZ_RUN(presence_broadcast);
     SZ_RUN(unbind_broadcasts_unavailable);
+    SZ_RUN(takeover_moves_a_session);
     SZ_RUN(directed_presence);
     SZ_RUN(server_ping);
     SZ_RUN(server_disco_info);
