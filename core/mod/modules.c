@@ -16,6 +16,8 @@ static const register_fn modules[] = {
     sz_mod_roster_register,  /* RFC 6121 §2 rosters, XEP-0237 versioning */
     sz_mod_subscription_register, /* RFC 6121 §3 subscriptions, §3.4 pre-approval */
     sz_mod_presence_register, /* RFC 6121 §4 presence to contacts */
+    sz_mod_carbons_register, /* XEP-0280 */
+    sz_mod_csi_register,     /* XEP-0352; last: it holds what the others deliver */
 };
 
 void sz_mods_register(const sz_mod_env_t *env)

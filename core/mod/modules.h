@@ -35,5 +35,7 @@ void sz_mod_register_register(const sz_mod_env_t *env);
 void sz_mod_roster_register(const sz_mod_env_t *env);
 void sz_mod_subscription_register(const sz_mod_env_t *env);
 void sz_mod_presence_register(const sz_mod_env_t *env);
+void sz_mod_carbons_register(const sz_mod_env_t *env);
+void sz_mod_csi_register(const sz_mod_env_t *env);
 
 #endif
