@@ -464,11 +464,10 @@ static void pick_senders(sb_thread_t *t)
     if (!t->senders)
         abort();
     for (uint32_t k = 0; k < t->nsess; k++) {
-        uint32_t R = run->conf.resources ? run->conf.resources : 1;
-        uint32_t j = t->sess[k].user, p = ((j / R) ^ 1u) * R;
+        uint32_t j = t->sess[k].user, p = j ^ 1u; /* resource 0 is session j < users */
         if (t->sess[k].state == SB_ST_ONLINE &&
             (run->conf.scenario == SB_SC_ROSTER ||
-             (j % R == 0 && p < sb_sessions(&run->conf) &&
+             (j < run->conf.users && p < run->conf.users &&
               __atomic_load_n(&run->online[p], __ATOMIC_RELAXED))))
             t->senders[t->nsenders++] = k;
     }

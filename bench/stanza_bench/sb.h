@@ -70,7 +70,9 @@ typedef struct sb_conf {
     bool carbons;                      /* one2one --carbons: enable XEP-0280 at login */
 } sb_conf_t;
 
-/* Sessions of a run: one per user and resource. */
+/* Sessions of a run: one per user and resource. Session j is resource
+ * j / users of user j % users, so that the first resources, the senders of
+ * one2one, spread over the threads like the users without --resources. */
 static inline uint32_t sb_sessions(const sb_conf_t *cf)
 {
     return cf->users * (cf->resources ? cf->resources : 1);
@@ -136,7 +138,7 @@ typedef struct sb_sess {
     struct ssl_st *ssl;          /* TLS sessions only (tls.c) */
     uint64_t t_start;            /* intended login time, ns */
     int fd;                      /* -1 when closed */
-    uint32_t user;               /* 0-based session index: user * resources + resource */
+    uint32_t user;               /* 0-based session index: resource * users + user */
     uint32_t sm_in;              /* XEP-0198 'h': stanzas received since <enabled/>, mod 2^32 */
     uint32_t sm_out;             /* stanzas sent since <enable/>, mod 2^32 */
     uint8_t state;               /* enum in engine.c */

@@ -57,10 +57,11 @@ static void send_stanza(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n)
     sb_send(t, s, p, n);
 }
 
-/* The 0-based user of session <s> (sessions are user * resources + i). */
+/* The 0-based user of session <s> (sb.h: session j is resource j / users
+ * of user j % users). */
 static uint32_t user_of(const sb_conf_t *cf, const sb_sess_t *s)
 {
-    return s->user / (cf->resources ? cf->resources : 1);
+    return s->user % cf->users;
 }
 
 /* The resource of session index <j>: --resource, followed by the index
@@ -68,7 +69,7 @@ static uint32_t user_of(const sb_conf_t *cf, const sb_sess_t *s)
 static void resource_of(const sb_conf_t *cf, uint32_t j, char *out, size_t cap)
 {
     if (cf->resources > 1)
-        snprintf(out, cap, "%s%u", cf->resource, j % cf->resources);
+        snprintf(out, cap, "%s%u", cf->resource, j / cf->users);
     else
         snprintf(out, cap, "%s", cf->resource);
 }
