@@ -190,13 +190,15 @@ static void send_copy(sz_session_t *s, const sz_user_t *u, sz_stanza_t *st, cons
     sz_stanza_unref(copy);
 }
 
-/* Whether <s> is the session that sent <st> (its stamped 'from'). */
+/* Whether <s> is the session that sent <st> (its stamped 'from', decoded:
+ * a resource may hold characters that are escaped in the raw bytes). */
 static bool is_sender(const sz_session_t *s, const sz_stanza_t *st)
 {
-    size_t fl, rl;
+    size_t fl;
     const char *full = sz_jid_full(s->jid, &fl);
-    const char *raw = sz_stanza_attr_raw(st, SZ_XML_A_FROM, &rl, NULL);
-    return raw && rl == fl && memcmp(raw, full, fl) == 0;
+    char dec[SZ_JID_INPUT_MAX_BYTES + 1];
+    ssize_t n = sz_stanza_attr(st, SZ_XML_A_FROM, dec, sizeof(dec));
+    return n >= 0 && (size_t)n == fl && memcmp(dec, full, fl) == 0;
 }
 
 /* §8: a message from one of the user's clients; copies to its other

@@ -202,6 +202,20 @@ def test_disable_and_own_jid(cc):
         got = messages(a2)
         assert len(got) == 1 and carbon(got[0], "received").get("from") == a1.jid
         assert messages(a1, 0.2) == []
+        # The same from a resource whose JID is escaped on the wire.
+        a4 = online(cc, A, "a&'<4")
+        try:
+            for c in (a1, a2, a3, a4):
+                c.drain(0.3)
+            a4.send(f"<message to='{a3.jid.replace('&', '&amp;').replace('<', '&lt;')}' "
+                    "type='chat'><body>esc</body></message>")
+            assert len(messages(a3)) == 1
+            for c in (a1, a2):
+                got = messages(c)
+                assert len(got) == 1 and carbon(got[0], "received").get("from") == a4.jid
+            assert messages(a4, 0.2) == []
+        finally:
+            a4.close()
     finally:
         for c in (a1, a2, a3, b1, b2):
             c.close()
