@@ -44,6 +44,8 @@
     X(sm_enabled, counter, "sm_enabled_total", "Client streams that enabled XEP-0198")           \
     X(sm_unacked, counter, "sm_unacked_total",                                                 \
       "Stanzas a client never acknowledged, returned to their senders (XEP-0198)")              \
+    X(csi_overflow, counter, "csi_held_overflow_total",                                        \
+      "Inactive sessions (XEP-0352) flushed at limits.csi_max_held held presences")              \
     X(idle_pings, counter, "idle_pings_total",                                                 \
       "XEP-0199 pings sent to clients silent for limits.idle_timeout_ms")                       \
     X(idle_timeouts, counter, "idle_timeouts_total",                                           \

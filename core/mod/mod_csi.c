@@ -97,8 +97,8 @@ static bool same_from(const sz_stanza_t *a, const sz_stanza_t *b)
 
 /* Holds <st> for inactive <s>: replaces the held presence of the same
  * sender, or appends. False when the list is full (the caller flushes and
- * writes <st> at once). */
-static bool hold(sz_session_t *s, sz_stanza_t *st)
+ * writes <st> at once). <r> is the reactor (NULL in tests without one). */
+static bool hold(sz_reactor_t *r, sz_session_t *s, sz_stanza_t *st)
 {
     size_t fl;
     const char *from = sz_stanza_attr_raw(st, SZ_XML_A_FROM, &fl, NULL);
@@ -117,6 +117,9 @@ static bool hold(sz_session_t *s, sz_stanza_t *st)
     }
     uint32_t max = conf ? SZ_CONF_LIMIT(conf, csi_max_held) : CSI_DEFAULT_MAX;
     if (h && h->n >= max) {
+        /* The one enforcement point of limits.csi_max_held. */
+        if (r)
+            SZ_STAT_ADD(&r->stats, csi_overflow, 1);
         SZ_DEBUG("msg=\"csi: held presences at limits.csi_max_held, flushed\" held=%u", h->n);
         return false;
     }
@@ -141,7 +144,7 @@ static int on_deliver(sz_hook_ctx_t *ctx)
     sz_session_t *s = ctx->sess;
     if (!s->slot[sslot])
         return SZ_PASS; /* active */
-    if (ctx->kind == SZ_STANZA_PRESENCE && is_update(ctx->st) && hold(s, ctx->st))
+    if (ctx->kind == SZ_STANZA_PRESENCE && is_update(ctx->st) && hold(ctx->r, s, ctx->st))
         return SZ_HANDLED;
     /* Urgent, or the list is full: what is held goes first. */
     flush(s);

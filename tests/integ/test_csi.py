@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from conftest import msum
 from xmpp_util import (NS_BIND, NS_CLIENT, NS_SASL, DOMAIN, RawClient, c2s_node, import_users,
                        login, q, slix_client, slix_start, slix_stop, run_loop)
 
@@ -132,6 +133,7 @@ def test_bounded_and_dropped_at_end(csi):
         got = summary(a1.drain(QUIET))
         assert got == [("presence", a2.jid, None, "3"), ("presence", a3.jid, None, "2"),
                        ("presence", b.jid, None, "4")], got
+        assert msum(n.metrics(), "stanzad_csi_held_overflow_total") == 1
         # Held presences of a session that ends are dropped (the node's
         # sanitizer-checked exit shows nothing leaks).
         a2.send("<presence><status>5</status></presence>")
