@@ -178,6 +178,23 @@ def test_private_no_copy_and_ineligible(cc):
         assert inner.get("id") == "x>y/'<" and inner.findtext(q(NS_CLIENT, "body")) == "normal"
         el = messages(a2)[0]
         check_wrapper(el, A, a2.jid, typ=None)
+        # A prefixed original keeps its own binding inside the copy.
+        a1.send(f"<cl:message xmlns:cl='jabber:client' to='{b1.jid}' type='chat'>"
+                "<cl:body>pfx</cl:body></cl:message>")
+        assert len(messages(b1)) == 1
+        assert carbon(messages(b2)[0], "received").findtext(q(NS_CLIENT, "body")) == "pfx"
+        assert carbon(messages(a2)[0], "sent").findtext(q(NS_CLIENT, "body")) == "pfx"
+        # An original that uses the streams prefix of its stream header is
+        # delivered with it, and so is its copy (every client stream binds
+        # that prefix in the server's header).
+        a1.send(f"<message to='{b1.jid}' type='chat'><body>s</body><stream:x/></message>")
+        assert len(messages(b1)) == 1
+        inner = carbon(messages(b2)[0], "received")
+        assert inner.find(q("http://etherx.jabber.org/streams", "x")) is not None
+        assert len(messages(a2)) == 1
+        # The streams of all four are still fine.
+        for c in (a1, a2, b1, b2):
+            assert c.iq("<ping xmlns='urn:xmpp:ping'/>", to=DOMAIN).get("type") == "result"
     finally:
         for c in (a1, a2, b1, b2):
             c.close()
