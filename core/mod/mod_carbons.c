@@ -93,6 +93,16 @@ static bool eligible(sz_stanza_t *st, const char *type)
     bool chat = type && strcmp(type, "chat") == 0;
     if (!chat && type && strcmp(type, "normal") != 0)
         return false; /* error, groupchat, headline, anything unknown */
+    /* A chat message none of whose bytes name a namespace that could
+     * exclude it is eligible without building its tree (routed messages
+     * have none). A namespace written with character references is caught
+     * by the "&#" test and takes the tree. */
+    size_t rl;
+    const char *raw = sz_stanza_raw(st, &rl);
+    if (chat && !memmem(raw, rl, NS_CARBONS, sizeof(NS_CARBONS) - 1) &&
+        !memmem(raw, rl, NS_HINTS, sizeof(NS_HINTS) - 1) &&
+        !memmem(raw, rl, NS_MUC_USER, sizeof(NS_MUC_USER) - 1) && !memmem(raw, rl, "&#", 2))
+        return true;
     const sz_xml_node_t *root = sz_stanza_tree(st);
     if (!root)
         return false;

@@ -151,6 +151,9 @@ def test_private_no_copy_and_ineligible(cc):
             f"<private xmlns='{NS_CARBONS}'/></message>",
             f"<message to='{B}@{DOMAIN}' type='chat'><body>n</body>"
             "<no-copy xmlns='urn:xmpp:hints'/></message>",
+            # The same namespace written with a character reference.
+            f"<message to='{B}@{DOMAIN}' type='chat'><body>p</body>"
+            "<private xmlns='urn:xmpp:carbons&#x3a;2'/></message>",
             # §6: a MUC private message, a normal message without a body.
             f"<message to='{b1.jid}' type='chat'><body>m</body>"
             "<x xmlns='http://jabber.org/protocol/muc#user'/></message>",
