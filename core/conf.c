@@ -145,6 +145,8 @@ static const struct row conf_rows[] = {
      C(limits.idle_timeout_ms), NULL, NULL},
     {"limits.ping_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,
      C(limits.ping_timeout_ms), NULL, NULL},
+    {"limits.csi_max_held", T_U32, F_RELOAD, 1, 100000, 256, NULL, C(limits.csi_max_held), NULL,
+     NULL},
     {"limits.scram_iterations", T_U32, 0, 4096, 10000000, 4096, NULL,
      C(limits.scram_iterations), NULL, NULL},
     {"tls.unique_on_tls13", T_BOOL, 0, 0, 0, 1, NULL, C(tls.unique_on_tls13), NULL, NULL},

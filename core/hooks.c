@@ -18,6 +18,7 @@
 #define MAX_IQ       48
 #define MAX_FEATURES 48
 #define MAX_STREAM   8  /* per stage */
+#define MAX_NONZA    8
 
 struct iq_entry {
     const char *name, *ns;
@@ -29,6 +30,11 @@ struct feature {
     const char *var;
     unsigned scope;
     sz_host_pred_fn when;
+};
+
+struct nonza {
+    const char *ns;
+    sz_nonza_fn fn;
 };
 
 struct stream_feature {
@@ -47,6 +53,8 @@ static struct {
     unsigned nfeatures;
     struct stream_feature stream[2][MAX_STREAM];
     unsigned nstream[2];
+    struct nonza nonza[MAX_NONZA];
+    unsigned nnonza;
     unsigned user_slots, sess_slots;
     bool frozen;
 } T;
@@ -96,6 +104,15 @@ void sz_hooks_stream_feature(const char *xml, bool authed, sz_host_pred_fn when)
     T.stream[authed][T.nstream[authed]++] = (struct stream_feature){xml, when};
 }
 
+void sz_hooks_nonza(const char *ns, sz_nonza_fn fn)
+{
+    writable();
+    SZ_ASSERT(T.nnonza < MAX_NONZA);
+    for (unsigned i = 0; i < T.nnonza; i++)
+        SZ_ASSERT(strcmp(T.nonza[i].ns, ns) != 0);
+    T.nonza[T.nnonza++] = (struct nonza){ns, fn};
+}
+
 unsigned sz_hooks_user_slot(void)
 {
     writable();
@@ -139,6 +156,14 @@ void sz_hooks_event(enum sz_hook_event ev, sz_hook_ctx_t *ctx)
 static bool span_is(const char *p, size_t len, const char *s)
 {
     return p && strlen(s) == len && memcmp(p, s, len) == 0;
+}
+
+sz_nonza_fn sz_hooks_nonza_find(const char *ns, size_t len)
+{
+    for (unsigned i = 0; i < T.nnonza; i++)
+        if (span_is(ns, len, T.nonza[i].ns))
+            return T.nonza[i].fn;
+    return NULL;
 }
 
 sz_iq_fn sz_hooks_iq_find(const sz_xml_node_t *payload, unsigned scope)

@@ -64,6 +64,23 @@ enum sz_hook_point {
     SZ_HOOK_TO_DOMAIN,
     /* A stanza to a domain this node does not serve. */
     SZ_HOOK_TO_REMOTE,
+    /* A message was just delivered to a local user by the RFC 6121 §8.5
+     * rules, on the user's home reactor: ctx.user is the user, ctx.sess
+     * the one session it went to (to a full JID), or NULL when it went
+     * to the bare JID, to the sessions for which
+     * sz_router_gets_bare_message() holds. Not run when no session got it
+     * (bounced, dropped, stored). Return values are ignored. */
+    SZ_HOOK_DELIVERED,
+    /* A stanza is about to be written to bound session ctx.sess by the
+     * router (every delivery to a client goes through here, also
+     * sz_router_deliver(), but not sz_router_write()); on the session's
+     * home reactor. ctx.st, ctx.kind are set, ctx.type is NULL (read it
+     * from the stanza when needed). SZ_HANDLED: the hook took its own
+     * reference and writes it later with sz_router_write(), or drops it;
+     * anything else: written now. Hooks here run for every delivery, so
+     * they must answer SZ_PASS in a few instructions when they do not
+     * care about ctx.sess. */
+    SZ_HOOK_DELIVER,
     SZ_HOOK_POINT_COUNT
 };
 
@@ -98,6 +115,18 @@ typedef struct sz_hook_ctx {
 
 typedef int (*sz_hook_fn)(sz_hook_ctx_t *ctx);
 typedef void (*sz_event_fn)(sz_hook_ctx_t *ctx);
+
+/**
+ * A top-level element that is no stanza (a nonza, e.g. XEP-0352's
+ * <inactive/>) on a bound client stream, in a namespace a module
+ * registered with sz_hooks_nonza(). ctx.st is the element (kind
+ * SZ_STANZA_OTHER; its tree on demand), ctx.from the stream's session,
+ * ctx.user its user, ctx.host its domain; on the session's home reactor.
+ * Nonzas are not stanzas: XEP-0198 does not count them, and they are
+ * never routed. Returns 0, or a stream error (positive enum
+ * sz_stream_err) that ends the stream.
+ */
+typedef int (*sz_nonza_fn)(sz_hook_ctx_t *ctx);
 
 /* Where an IQ handler answers. */
 #define SZ_IQ_SERVER  0x1u /* to a served domain (bare) */
@@ -155,6 +184,10 @@ void sz_hooks_on(enum sz_hook_event ev, sz_event_fn fn);
  */
 void sz_hooks_iq(const char *name, const char *ns, unsigned scope, sz_iq_fn fn);
 
+/** Handles the nonzas in namespace <ns> (static string) on bound client
+ *  streams. One handler per namespace. */
+void sz_hooks_nonza(const char *ns, sz_nonza_fn fn);
+
 /** A per-host condition for a feature (NULL: every host). Any thread. */
 typedef bool (*sz_host_pred_fn)(int host);
 
@@ -185,6 +218,9 @@ void sz_hooks_reset(void);
 /** Runs the hooks of <point> on <ctx> until one does not pass; returns
  *  that result, or SZ_PASS. */
 int sz_hooks_run(enum sz_hook_point point, sz_hook_ctx_t *ctx);
+
+/** The nonza handler registered for namespace <ns>/<len>, or NULL. */
+sz_nonza_fn sz_hooks_nonza_find(const char *ns, size_t len);
 
 /** Runs every handler of event <ev>. */
 void sz_hooks_event(enum sz_hook_event ev, sz_hook_ctx_t *ctx);

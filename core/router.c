@@ -357,14 +357,26 @@ static void server_iq(sz_hook_ctx_t *ctx, unsigned scope)
 
 /* ---- delivery on the home reactor ----------------------------------------- */
 
+/* Every delivery to a client passes SZ_HOOK_DELIVER first, where a module
+ * may hold the stanza (XEP-0352) and write it later with
+ * sz_router_write(). */
 static void deliver(sz_session_t *s, sz_stanza_t *st)
 {
+    sz_hook_ctx_t ctx = {.r = sz_reactor_self(), .st = st, .user = s->user, .sess = s,
+                         .host = -1, .kind = sz_stanza_kind(st)};
+    if (sz_hooks_run(SZ_HOOK_DELIVER, &ctx) == SZ_HANDLED)
+        return;
     s->ops->deliver(s, sz_stanza_ref(st));
 }
 
 void sz_router_deliver(sz_session_t *s, sz_stanza_t *st)
 {
     deliver(s, st);
+}
+
+void sz_router_write(sz_session_t *s, sz_stanza_t *st)
+{
+    s->ops->deliver(s, sz_stanza_ref(st));
 }
 
 static int8_t highest_priority(const sz_user_t *u)
@@ -374,6 +386,19 @@ static int8_t highest_priority(const sz_user_t *u)
         if (s->available && s->priority > best)
             best = s->priority;
     return (int8_t)(best < -128 ? -128 : best);
+}
+
+/* RFC 6121 §8.5.2.1.1: a message to the bare JID goes to the available
+ * resources of the highest non-negative priority <best>, a headline to
+ * every available resource of non-negative priority. */
+static bool gets_bare(const sz_session_t *s, bool headline, int8_t best)
+{
+    return s->available && best >= 0 && (headline ? s->priority >= 0 : s->priority == best);
+}
+
+bool sz_router_gets_bare_message(const sz_user_t *u, const sz_session_t *s, bool headline)
+{
+    return gets_bare(s, headline, highest_priority(u));
 }
 
 /* The context of a hook or IQ handler for <st> on this reactor. */
@@ -458,8 +483,9 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
         }
         bool headline = strcmp(t, "headline") == 0;
         for (sz_session_t *s = u->sessions; s; s = s->next)
-            if (s->available && (headline ? s->priority >= 0 : s->priority == best))
+            if (gets_bare(s, headline, best))
                 deliver(s, st);
+        sz_hooks_run(SZ_HOOK_DELIVERED, &ctx);
         break;
     }
     case SZ_STANZA_PRESENCE:
@@ -509,10 +535,13 @@ static void to_full(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
         if (sz_jid_full_eq(s->jid, to)) {
             ctx.sess = s;
             int ret = sz_hooks_run(SZ_HOOK_TO_FULL, &ctx);
-            if (ret == SZ_PASS)
+            if (ret == SZ_PASS) {
                 deliver(s, st);
-            else
+                if (sz_stanza_kind(st) == SZ_STANZA_MESSAGE)
+                    sz_hooks_run(SZ_HOOK_DELIVERED, &ctx);
+            } else {
                 hook_error(r, st, ret);
+            }
             return;
         }
     }

@@ -141,6 +141,17 @@ sz_user_t *sz_router_user(sz_reactor_t *r, const sz_jid_t *bare);
  *  own reference; the caller keeps its own. */
 void sz_router_deliver(sz_session_t *s, sz_stanza_t *st);
 
+/** Home reactor of <s>: writes <st> to the session's client without
+ *  running SZ_HOOK_DELIVER (for the module that held it there). Takes its
+ *  own reference; the caller keeps its own. */
+void sz_router_write(sz_session_t *s, sz_stanza_t *st);
+
+/** Home reactor of <u>: whether session <s> of <u> gets a message (a
+ *  headline when <headline>) sent to the bare JID, by RFC 6121
+ *  §8.5.2.1.1 (the highest non-negative priority among the available
+ *  resources; for headlines, every non-negative one). */
+bool sz_router_gets_bare_message(const sz_user_t *u, const sz_session_t *s, bool headline);
+
 /** Any reactor: routes <st>, a stanza the server made or accepted, by its
  *  'to' (local users, served domains, remote domains). Consumes <st>. */
 void sz_router_route(sz_reactor_t *r, sz_stanza_t *st);

@@ -51,6 +51,8 @@
       "XEP-0198 resumptions refused (unknown, used or expired id)")                             \
     X(sm_resume_expired, counter, "sm_resume_expired_total",                                   \
       "Detached sessions ended by limits.sm_resume_timeout_s or a full queue")                  \
+    X(csi_overflow, counter, "csi_held_overflow_total",                                        \
+      "Inactive sessions (XEP-0352) flushed at limits.csi_max_held held presences")              \
     X(idle_pings, counter, "idle_pings_total",                                                 \
       "XEP-0199 pings sent to clients silent for limits.idle_timeout_ms")                       \
     X(idle_timeouts, counter, "idle_timeouts_total",                                           \

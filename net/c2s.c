@@ -781,6 +781,20 @@ static void on_preauth_iq(struct c2s *cs, sz_stanza_t *st)
     }
 }
 
+/* A nonza on a bound stream, for the module registered for its
+ * namespace; a stream error it answers ends the stream. */
+static void on_nonza(struct c2s *cs, sz_nonza_fn fn, const char *span, size_t len,
+                     const sz_xml_head_t *h)
+{
+    sz_stanza_t *st = sz_stanza_new(span, len, h);
+    sz_hook_ctx_t ctx = {.r = sz_conn_reactor(cs->c), .st = st, .from = &cs->sess,
+                         .user = cs->sess.user, .host = cs->host, .kind = SZ_STANZA_OTHER};
+    int ret = fn(&ctx);
+    sz_stanza_unref(st);
+    if (ret > 0)
+        c2s_stream_error(cs, (enum sz_stream_err)ret);
+}
+
 static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_t *h)
 {
     struct c2s *cs = ud;
@@ -820,6 +834,14 @@ static int on_element(void *ud, const char *span, size_t len, const sz_xml_head_
     if (h->ns_id == SZ_XML_NS_SM) {
         c2s_on_sm(cs, span, len, h);
         return cs->stage == ST_OPEN ? 0 : 1;
+    }
+    if ((cs->flags & F_BOUND) && h->ns_id != SZ_XML_NS_CLIENT && h->ns) {
+        /* A nonza a module handles (core/hooks.h sz_hooks_nonza). */
+        sz_nonza_fn fn = sz_hooks_nonza_find(h->ns, h->ns_len);
+        if (fn) {
+            on_nonza(cs, fn, span, len, h);
+            return cs->stage == ST_OPEN ? 0 : 1;
+        }
     }
     if (h->ns_id != SZ_XML_NS_CLIENT || h->name.len < 2 ||
         !(c2s_name_is(span, h, "message") || c2s_name_is(span, h, "presence") ||

@@ -406,7 +406,7 @@ static uint64_t schedule(sb_thread_t *t, uint64_t now, int phase)
     uint64_t g, when;
     if (phase == SB_PH_RAMP) {
         /* login j (0-based user) is due at t_ramp0 + j / login_rate (sched.c) */
-        sb_sched_t ls = {run->t_ramp0, cf->login_rate, cf->users, T, t->id};
+        sb_sched_t ls = {run->t_ramp0, cf->login_rate, sb_sessions(cf), T, t->id};
         uint64_t k = t->next_login;
         while (sb_sched_pop(&ls, &k, now, &g, &when, &next) == 1)
             launch(t, t->next_login++, when);
@@ -453,8 +453,10 @@ static uint64_t schedule(sb_thread_t *t, uint64_t now, int phase)
 }
 
 /* The message phase starts: this thread's senders are its online users
- * whose partner (user j ^ 1) is online too; for roster-presence, every
- * online user (its contacts may be offline: their presence is lost). */
+ * whose partner (user j ^ 1) is online too; with --resources, only each
+ * user's first resource sends, and its partner's first resource must be
+ * online; for roster-presence, every online user (its contacts may be
+ * offline: their presence is lost). */
 static void pick_senders(sb_thread_t *t)
 {
     sb_run_t *run = t->run;
@@ -462,10 +464,11 @@ static void pick_senders(sb_thread_t *t)
     if (!t->senders)
         abort();
     for (uint32_t k = 0; k < t->nsess; k++) {
-        uint32_t j = t->sess[k].user, p = j ^ 1u;
+        uint32_t j = t->sess[k].user, p = j ^ 1u; /* resource 0 is session j < users */
         if (t->sess[k].state == SB_ST_ONLINE &&
             (run->conf.scenario == SB_SC_ROSTER ||
-             (p < run->conf.users && __atomic_load_n(&run->online[p], __ATOMIC_RELAXED))))
+             (j < run->conf.users && p < run->conf.users &&
+              __atomic_load_n(&run->online[p], __ATOMIC_RELAXED))))
             t->senders[t->nsenders++] = k;
     }
     sb_sched_t ms = {run->t_msg0, run->conf.msg_rate, run->nmsgs, run->conf.threads, t->id};
@@ -605,14 +608,15 @@ int sb_engine_start(sb_run_t *run)
 {
     const sb_conf_t *cf = &run->conf;
     run->t = calloc(cf->threads, sizeof(*run->t));
-    run->online = calloc(cf->users ? cf->users : 1, 1);
+    uint32_t nsess = sb_sessions(cf);
+    run->online = calloc(nsess ? nsess : 1, 1);
     if (!run->t || !run->online)
         abort();
     for (unsigned i = 0; i < cf->threads; i++) {
         sb_thread_t *t = &run->t[i];
         t->run = run;
         t->id = i;
-        t->nsess = cf->users / cf->threads + (i < cf->users % cf->threads ? 1 : 0);
+        t->nsess = nsess / cf->threads + (i < nsess % cf->threads ? 1 : 0);
         t->sess = calloc(t->nsess ? t->nsess : 1, sizeof(*t->sess));
         if (!t->sess)
             abort();

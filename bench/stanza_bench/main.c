@@ -92,6 +92,11 @@ static void usage(FILE *f)
         "  --duration S         hold (connect) or message phase (one2one), s (default 10)\n"
         "  --msg-rate R         one2one: messages per second in total (default 100)\n"
         "  --msg-size B         one2one: body bytes per message (default 64)\n"
+        "  --resources N        one2one: sessions per user (default 1); above 1 they bind\n"
+        "                       resources <resource>0..N-1, only resource 0 sends, to its\n"
+        "                       partner's resource 0 (a full JID)\n"
+        "  --carbons            one2one: every session enables message carbons (XEP-0280)\n"
+        "                       at login; copies received are counted, not timed\n"
         "  --contacts N         roster-presence: contacts per user (default 10)\n"
         "  --presence-rate R    roster-presence: presence updates/s in total (default 10)\n"
         "  --broadcast          roster-presence: each update is one broadcast presence\n"
@@ -376,7 +381,7 @@ static bool wait_for(sb_run_t *run, struct live *l, bool (*done)(const sb_run_t 
 
 static bool logins_done(const sb_run_t *run)
 {
-    return SUM(run, online) + SUM(run, failed) >= run->conf.users;
+    return SUM(run, online) + SUM(run, failed) >= sb_sessions(&run->conf);
 }
 
 static bool all_picked(const sb_run_t *run)
@@ -419,9 +424,9 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (uint64_t)cf->users + 64 > rl.rlim_cur)
-        fprintf(stderr, "%s: warning: %u users but RLIMIT_NOFILE is %llu: logins will fail\n",
-                prog, cf->users, (unsigned long long)rl.rlim_cur);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (uint64_t)sb_sessions(cf) + 64 > rl.rlim_cur)
+        fprintf(stderr, "%s: warning: %u sessions but RLIMIT_NOFILE is %llu: logins will fail\n",
+                prog, sb_sessions(cf), (unsigned long long)rl.rlim_cur);
     char err[256];
     if (sb_tls_init(cf, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", prog, err);
@@ -445,7 +450,7 @@ static int run_scenario(sb_run_t *run, pid_t server_pid, const char *json, bool 
     if (csv_path && !(l.csv = sb_csv_open(csv_path)))
         fprintf(stderr, "%s: cannot write %s: %s\n", prog, csv_path, strerror(errno));
     set_phase(run, SB_PH_RAMP);
-    double ramp_s = (double)cf->users / cf->login_rate;
+    double ramp_s = (double)sb_sessions(cf) / cf->login_rate;
     uint64_t dl = run->t_ramp0 + (uint64_t)((ramp_s + cf->login_timeout + 2.0) * 1e9);
     wait_for(run, &l, logins_done, dl);
     rep.t_ramp_end = sb_now_ns();
@@ -566,6 +571,7 @@ int main(int argc, char **argv)
         .bufs = 256,
         .buf_size = 4096,
         .contacts = 10,
+        .resources = 1,
         .tls_version = TLS1_3_VERSION,
     };
     cf->server.sin_family = AF_INET;
@@ -601,7 +607,7 @@ int main(int argc, char **argv)
         O_LRATE, O_DUR, O_MRATE, O_MSIZE, O_LTO, O_LOSS, O_THREADS, O_SRC, O_BUFS, O_BUFSZ,
         O_SPID, O_JSON, O_QUIET, O_TICK, O_CTL, O_CONFIG, O_ITER, O_FILE, O_HELP,
         O_TLS, O_TLSVER, O_CA, O_CSV, O_PROCS, O_CONTACTS, O_PRATE, O_XEP0077, O_SM, O_LAZY,
-        O_BCAST
+        O_BCAST, O_RESOURCES, O_CARBONS
     };
     static const struct option opts[] = {
         {"server", 1, NULL, O_SERVER},      {"port", 1, NULL, O_PORT},
@@ -623,6 +629,7 @@ int main(int argc, char **argv)
         {"xep0077", 0, NULL, O_XEP0077},    {"sm", 0, NULL, O_SM}, {"lazy-recv", 0, NULL, O_LAZY},
         {"procs", 1, NULL, O_PROCS},        {"contacts", 1, NULL, O_CONTACTS},
         {"presence-rate", 1, NULL, O_PRATE},          {"broadcast", 0, NULL, O_BCAST},
+        {"resources", 1, NULL, O_RESOURCES},          {"carbons", 0, NULL, O_CARBONS},
         {NULL, 0, NULL, 0},
     };
     pid_t server_pid = 0;
@@ -713,6 +720,8 @@ int main(int argc, char **argv)
             contacts_set = true;
             break;
         case O_BCAST: cf->broadcast = true; break;
+        case O_RESOURCES: cf->resources = (uint32_t)num("--resources", optarg, 1, 16); break;
+        case O_CARBONS: cf->carbons = true; break;
         case O_PRATE: cf->msg_rate = num("--presence-rate", optarg, 0.001, 1e7); break;
         default: usage(stderr); return 2;
         }
@@ -747,6 +756,8 @@ int main(int argc, char **argv)
                   "which count their deliveries apart");
     if (procs > cf->users)
         die("--procs: %u processes for %u users", procs, cf->users);
+    if ((cf->resources > 1 || cf->carbons) && cf->scenario != SB_SC_ONE2ONE)
+        die("%s", "--resources and --carbons are options of one2one");
     if (server_pid > 0 && kill(server_pid, 0) < 0 && errno == ESRCH)
         die("--server-pid: no process %s", "with that id");
     if (procs > 1) {

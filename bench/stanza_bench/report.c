@@ -255,6 +255,11 @@ void sb_report_print(const sb_report_t *r, FILE *f)
                 (unsigned long long)r->c.roster_items,
                 r->c.roster_results ? (double)r->c.roster_items / (double)r->c.roster_results : 0.0,
                 cf->broadcast ? "; broadcast mode" : "; directed mode");
+    if (cf->resources > 1 || cf->carbons)
+        fprintf(f, "%-22s %u per user (%u sessions); carbons %s: %llu enabled, %llu copies received\n",
+                "resources", cf->resources, sb_sessions(cf), cf->carbons ? "on" : "off",
+                (unsigned long long)r->c.carbons_enabled,
+                (unsigned long long)r->c.carbons_received);
     if (cf->sm)
         fprintf(f,
                 "%-22s enabled %llu, failed %llu, not offered %llu; <r/> received %llu, "
@@ -370,6 +375,10 @@ int sb_report_json(const sb_report_t *r, const char *path)
         jlat(f, r->deliver_h);
         fprintf(f, "},\n");
     }
+    fprintf(f, "  \"resources\": %u,\n  \"carbons\": {\"requested\": %s, \"enabled\": %llu, "
+               "\"received\": %llu},\n",
+            cf->resources, cf->carbons ? "true" : "false",
+            (unsigned long long)r->c.carbons_enabled, (unsigned long long)r->c.carbons_received);
     fprintf(f,
             "  \"sm\": {\"requested\": %s, \"enabled\": %llu, \"failed\": %llu, "
             "\"unsupported\": %llu, \"requests_received\": %llu, \"acks_sent\": %llu, "

@@ -65,7 +65,18 @@ typedef struct sb_conf {
     uint16_t tls_version;              /* TLS1_2_VERSION or TLS1_3_VERSION */
     const char *ca;                    /* PEM CA file: verify the server; NULL: no check */
     bool sm;                           /* --sm: enable XEP-0198 when the server offers it */
+    uint32_t resources;                /* one2one: sessions per user (resource "<resource><i>"
+                                        * when above 1), default 1 */
+    bool carbons;                      /* one2one --carbons: enable XEP-0280 at login */
 } sb_conf_t;
+
+/* Sessions of a run: one per user and resource. Session j is resource
+ * j / users of user j % users, so that the first resources, the senders of
+ * one2one, spread over the threads like the users without --resources. */
+static inline uint32_t sb_sessions(const sb_conf_t *cf)
+{
+    return cf->users * (cf->resources ? cf->resources : 1);
+}
 
 /* Counters a worker writes and the main thread reads (relaxed atomics). */
 typedef struct sb_counters {
@@ -90,6 +101,9 @@ typedef struct sb_counters {
     /* roster-presence: roster gets answered with a result, and the items
      * those results held (errors are counted by condition) */
     uint64_t roster_results, roster_items;
+    /* one2one --carbons: enable answered with a result, and the XEP-0280
+     * copies received (<sent/> or <received/>, never counted as deliveries) */
+    uint64_t carbons_enabled, carbons_received;
 } sb_counters_t;
 
 /* Errors by condition, e.g. "stream:policy-violation". */
@@ -124,7 +138,7 @@ typedef struct sb_sess {
     struct ssl_st *ssl;          /* TLS sessions only (tls.c) */
     uint64_t t_start;            /* intended login time, ns */
     int fd;                      /* -1 when closed */
-    uint32_t user;               /* 0-based user index */
+    uint32_t user;               /* 0-based session index: resource * users + user */
     uint32_t sm_in;              /* XEP-0198 'h': stanzas received since <enabled/>, mod 2^32 */
     uint32_t sm_out;             /* stanzas sent since <enable/>, mod 2^32 */
     uint8_t state;               /* enum in engine.c */

@@ -99,6 +99,8 @@ static const struct row rows[] = {
     {"duration", T_DBL, F_REQ, S_ALL, S_ALL, 0, 86400, C(duration)},
     {"msg_rate", T_DBL, 0, S_O2O, S_O2O, 0.001, 1e8, C(msg_rate)},
     {"msg_size", T_U32, 0, S_O2O, 0, 0, 65536, C(msg_size)},
+    {"resources", T_U32, 0, S_O2O, 0, 1, 16, C(resources)},
+    {"carbons", T_BOOL, 0, S_O2O, 0, 0, 0, C(carbons)},
     {"contacts", T_U32, 0, S_RP, S_RP, 1, 1000, C(contacts)},
     {"presence_rate", T_DBL, 0, S_RP, S_RP, 0.001, 1e7, C(msg_rate)},
     {"broadcast", T_BOOL, 0, S_RP, 0, 0, 0, C(broadcast)},

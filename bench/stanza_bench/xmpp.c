@@ -32,6 +32,8 @@
 #define BIND_ID "sb-bind"
 #define NS_ROSTER "jabber:iq:roster"
 #define ROSTER_ID "sb-roster"
+#define CARBONS_ID "sb-carbons"
+#define NS_CARBONS "urn:xmpp:carbons:2"
 /* A message body starts with this tag, the intended send time (ns,
  * CLOCK_MONOTONIC) and the global message number. */
 #define BODY_TAG "sb "
@@ -53,6 +55,23 @@ static void send_stanza(sb_thread_t *t, sb_sess_t *s, const char *p, size_t n)
     if (s->sm == SB_SM_ON)
         s->sm_out++;
     sb_send(t, s, p, n);
+}
+
+/* The 0-based user of session <s> (sb.h: session j is resource j / users
+ * of user j % users). */
+static uint32_t user_of(const sb_conf_t *cf, const sb_sess_t *s)
+{
+    return s->user % cf->users;
+}
+
+/* The resource of session index <j>: --resource, followed by the index
+ * among the user's sessions when there are several. */
+static void resource_of(const sb_conf_t *cf, uint32_t j, char *out, size_t cap)
+{
+    if (cf->resources > 1)
+        snprintf(out, cap, "%s%u", cf->resource, j / cf->users);
+    else
+        snprintf(out, cap, "%s", cf->resource);
 }
 
 static void sendz_stanza(sb_thread_t *t, sb_sess_t *s, const char *str)
@@ -148,8 +167,8 @@ static void start_auth(sb_thread_t *t, sb_sess_t *s, const sz_xml_node_t *mechs)
         end_stream(t, s);
         return;
     }
-    sb_pattern(cf->user_pattern, cf->first + s->user, user, sizeof(user));
-    sb_pattern(cf->pass_pattern, cf->first + s->user, pass, sizeof(pass));
+    sb_pattern(cf->user_pattern, cf->first + user_of(cf, s), user, sizeof(user));
+    sb_pattern(cf->pass_pattern, cf->first + user_of(cf, s), pass, sizeof(pass));
     s->auth = sb_auth_start_cb(cf->mech, user, pass, NULL, sb_mech_is_plus(cf->mech) ? cb : NULL,
                                out);
     if (!s->auth) {
@@ -200,11 +219,12 @@ static void on_features(sb_thread_t *t, sb_sess_t *s, const char *span, size_t l
          * after the bind (--sm) */
         if (t->run->conf.sm && sz_xml_child(root, "sm", NS_SM))
             s->sm = SB_SM_OFFERED;
-        char buf[256];
+        char buf[256], res[160];
+        resource_of(&t->run->conf, s->user, res, sizeof(res));
         int n = snprintf(buf, sizeof(buf),
                          "<iq type='set' id='" BIND_ID "'><bind xmlns='" NS_BIND
                          "'><resource>%s</resource></bind></iq>",
-                         t->run->conf.resource);
+                         res);
         sb_send(t, s, buf, (size_t)n);
         s->state = SB_ST_BIND;
     }
@@ -264,6 +284,10 @@ static void go_online(sb_thread_t *t, sb_sess_t *s)
      * condition) */
     if (t->run->conf.scenario == SB_SC_ROSTER)
         sendz_stanza(t, s, "<iq type='get' id='" ROSTER_ID "'><query xmlns='" NS_ROSTER "'/></iq>");
+    /* --carbons: XEP-0280 §4, sent with the presence, answered later */
+    if (t->run->conf.carbons)
+        sendz_stanza(t, s, "<iq type='set' id='" CARBONS_ID "'><enable xmlns='" NS_CARBONS
+                           "'/></iq>");
     sendz_stanza(t, s, "<presence/>");
     sb_online(t, s);
 }
@@ -373,7 +397,8 @@ static bool from_self(sb_thread_t *t, sb_sess_t *s, const char *span, const sz_x
     if (!from->off)
         return false;
     char me[320], u[160];
-    sb_pattern(t->run->conf.user_pattern, t->run->conf.first + s->user, u, sizeof(u));
+    sb_pattern(t->run->conf.user_pattern, t->run->conf.first + user_of(&t->run->conf, s), u,
+               sizeof(u));
     int n = snprintf(me, sizeof(me), "%s@%s", u, t->run->conf.domain);
     const char *f = span + from->off;
     return n > 0 && from->len >= (size_t)n && memcmp(f, me, (size_t)n) == 0 &&
@@ -388,6 +413,10 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
         if (is_error) {
             stanza_error(t, span, len, h);
             __atomic_store_n(&t->c.bounced, t->c.bounced + 1, __ATOMIC_RELAXED);
+        } else if (memmem(span, len, NS_CARBONS, sizeof(NS_CARBONS) - 1)) {
+            /* a XEP-0280 copy wraps a message of the tool with its body:
+             * the original's delivery is what is timed */
+            bump(&t->c.carbons_received);
         } else if (!on_timed(t, span, len, "<body")) {
             sb_err(t, "client:foreign-message");
         }
@@ -410,6 +439,9 @@ static void on_stanza(sb_thread_t *t, sb_sess_t *s, const char *span, size_t len
             }
         } else if (is_error) {
             stanza_error(t, span, len, h);
+        } else if (attr_is(span, h, SZ_XML_A_ID, CARBONS_ID) &&
+                   attr_is(span, h, SZ_XML_A_TYPE, "result")) {
+            bump(&t->c.carbons_enabled);
         } else if (attr_is(span, h, SZ_XML_A_ID, ROSTER_ID) &&
                    attr_is(span, h, SZ_XML_A_TYPE, "result")) {
             on_roster_result(t, span, len, h);
@@ -605,10 +637,17 @@ void sb_xmpp_send_message(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t 
             abort();
         cap = need;
     }
-    char to[160];
-    sb_pattern(cf->user_pattern, cf->first + (s->user ^ 1u), to, sizeof(to));
-    int n = snprintf(buf, cap, "<message to='%s@%s' type='chat' id='m%llu'><body>" BODY_TAG "%llu %llu ",
-                     to, cf->domain, (unsigned long long)seq, (unsigned long long)when,
+    char to[160], res[160] = "";
+    sb_pattern(cf->user_pattern, cf->first + (user_of(cf, s) ^ 1u), to, sizeof(to));
+    /* with --resources, to the partner's first resource (a full JID), so
+     * that each message has one original delivery, as with one resource */
+    if (cf->resources > 1) {
+        res[0] = '/';
+        resource_of(cf, 0, res + 1, sizeof(res) - 1);
+    }
+    int n = snprintf(buf, cap,
+                     "<message to='%s@%s%s' type='chat' id='m%llu'><body>" BODY_TAG "%llu %llu ",
+                     to, cf->domain, res, (unsigned long long)seq, (unsigned long long)when,
                      (unsigned long long)seq);
     /* the body is padded with 'x' to msg_size bytes */
     size_t body = (size_t)n - (size_t)(strstr(buf, "<body>") + 6 - buf);
@@ -639,7 +678,7 @@ void sb_xmpp_send_presence(sb_thread_t *t, sb_sess_t *s, uint64_t when, uint64_t
      * fan-out a server with rosters does for one broadcast */
     for (uint32_t i = 1; i <= cf->contacts; i++) {
         char to[160], pb[512];
-        sb_pattern(cf->user_pattern, cf->first + (s->user + i) % cf->users, to, sizeof(to));
+        sb_pattern(cf->user_pattern, cf->first + (user_of(cf, s) + i) % cf->users, to, sizeof(to));
         int n = snprintf(pb, sizeof(pb),
                          "<presence to='%s@%s' id='p%llu'><status>" BODY_TAG
                          "%llu %llu</status></presence>",

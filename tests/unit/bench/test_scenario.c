@@ -23,6 +23,7 @@ static void defaults(void)
     cf.login_rate = 100;
     cf.msg_rate = 100;
     cf.msg_size = 64;
+    cf.resources = 1;
     cf.bufs = 256;
     cf.server.sin_port = htons(5222);
     procs = 1;
@@ -226,6 +227,23 @@ SZ_TEST(out_of_range)
         "s.yaml:4: bufs: must be a power of two, not 300");
     BAD("scenario: connect\nusers: 10\nduration: 5\nprocs: 65\n",
         "s.yaml:4: procs: must be between 1 and 64, not 65");
+    BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\nresources: 17\n",
+        "s.yaml:5: resources: must be between 1 and 16, not 17");
+    BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\nresources: 0\n",
+        "s.yaml:5: resources: must be between 1 and 16, not 0");
+}
+
+SZ_TEST(resources_and_carbons)
+{
+    defaults();
+    SZ_CHECK_INT(cf.resources, 1);
+    SZ_CHECK(!cf.carbons);
+    SZ_CHECK_INT(parse("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\nresources: 2\n"
+                       "carbons: true\n"),
+                 0);
+    SZ_CHECK_INT(cf.resources, 2);
+    SZ_CHECK(cf.carbons);
+    SZ_CHECK_INT(sb_sessions(&cf), 20);
 }
 
 SZ_TEST(unknown_scenario)
@@ -259,6 +277,11 @@ SZ_TEST(keys_of_another_scenario)
         "s.yaml:5: contacts: not a key of scenario one2one (line 1)");
     BAD("scenario: one2one\nusers: 10\nduration: 5\nmsg_rate: 1\nbroadcast: true\n",
         "s.yaml:5: broadcast: not a key of scenario one2one (line 1)");
+    BAD("scenario: connect\nusers: 10\nduration: 5\ncarbons: true\n",
+        "s.yaml:4: carbons: not a key of scenario connect (line 1)");
+    BAD("scenario: roster-presence\nusers: 10\nduration: 5\ncontacts: 2\npresence_rate: 1\n"
+        "resources: 2\n",
+        "s.yaml:6: resources: not a key of scenario roster-presence (line 1)");
 }
 
 SZ_TEST(relations_between_values)
@@ -286,9 +309,9 @@ SZ_TEST(first_problem_wins)
 SZ_TEST(shipped_examples_and_files)
 {
     static const char *const files[] = {"connect-10k.yaml", "one2one-5k.yaml",
-                                        "roster-presence.yaml"};
-    static const int want[] = {SB_SC_CONNECT, SB_SC_ONE2ONE, SB_SC_ROSTER};
-    for (unsigned i = 0; i < 3; i++) {
+                                        "roster-presence.yaml", "one2one-carbons-5k.yaml"};
+    static const int want[] = {SB_SC_CONNECT, SB_SC_ONE2ONE, SB_SC_ROSTER, SB_SC_ONE2ONE};
+    for (unsigned i = 0; i < 4; i++) {
         char path[1024];
         snprintf(path, sizeof(path), "%s/bench/scenarios/%s", SZ_SOURCE_ROOT, files[i]);
         defaults();
@@ -319,6 +342,7 @@ int main(void)
     SZ_RUN(unknown_and_duplicate_keys);
     SZ_RUN(wrong_types);
     SZ_RUN(out_of_range);
+    SZ_RUN(resources_and_carbons);
     SZ_RUN(unknown_scenario);
     SZ_RUN(missing_required_keys);
     SZ_RUN(keys_of_another_scenario);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "core/hooks.h"
 #include "core/mem.h"
 #include "core/mod/modules.h"
 #include "core/xml/parser.h"
@@ -1094,6 +1095,117 @@ SZ_TEST(undelivered_bounces_requests)
     done();
 }
 
+/* ---- hook points for delivery: SZ_HOOK_DELIVERED, SZ_HOOK_DELIVER ------------ */
+
+#define NS_CARBONS "urn:xmpp:carbons:2"
+#define NS_CSI     "urn:xmpp:csi:0"
+
+/* The XEP-0280 copy <st> of kind <which> wraps a message from <from>. */
+static bool carbon_of(sz_stanza_t *st, const char *which, const char *from)
+{
+    const sz_xml_node_t *root = st ? sz_stanza_tree(st) : NULL;
+    const sz_xml_node_t *w = root ? sz_xml_child(root, which, NS_CARBONS) : NULL;
+    const sz_xml_node_t *fw = w ? sz_xml_child(w, "forwarded", "urn:xmpp:forward:0") : NULL;
+    const sz_xml_node_t *m = fw ? sz_xml_child(fw, "message", NS_CLIENT) : NULL;
+    const char *f = m ? sz_xml_attr(m, "from", NULL, NULL) : NULL;
+    if (!f || strcmp(f, from) != 0) {
+        printf("# not a <%s/> copy of a message from %s: %s\n", which, from,
+               st ? sz_stanza_raw(st, NULL) : "(none)");
+        return false;
+    }
+    return true;
+}
+
+SZ_TEST(delivered_hook_sees_the_chosen_resources)
+{
+    setup();
+    fake_t *b = bound(BALCONY), *g = bound(GARDEN), *r = bound(ROMEO);
+    available(b, 1);
+    available(g, 0);
+    SZ_CHECK(sz_router_gets_bare_message(b->s.user, &b->s, false));
+    SZ_CHECK(!sz_router_gets_bare_message(g->s.user, &g->s, false));
+    SZ_CHECK(sz_router_gets_bare_message(g->s.user, &g->s, true)); /* headline */
+    send_from(b, "<iq type='set' id='e1'><enable xmlns='" NS_CARBONS "'/></iq>");
+    send_from(g, "<iq type='set' id='e2'><enable xmlns='" NS_CARBONS "'/></iq>");
+    SZ_CHECK(b->n == 1 && g->n == 1);
+    clear_all();
+    /* To the bare JID: balcony has the original, garden the copy. */
+    send_from(r, "<message to='" JULIET "' type='chat' id='m1'><body>hi</body></message>");
+    sz_stanza_t *st;
+    SZ_CHECK_INT(b->n, 1);
+    SZ_CHECK(is(st = nth(b, 0), "message", "chat", ROMEO, JULIET, "m1"));
+    sz_stanza_unref(st);
+    SZ_CHECK_INT(g->n, 1);
+    SZ_CHECK(is(st = nth(g, 0), "message", "chat", JULIET, GARDEN, NULL));
+    SZ_CHECK(carbon_of(st, "received", ROMEO));
+    sz_stanza_unref(st);
+    clear_all();
+    /* To a full JID: the other way round. */
+    send_from(r, "<message to='" GARDEN "' type='chat' id='m2'><body>hi</body></message>");
+    SZ_CHECK(g->n == 1 && b->n == 1);
+    SZ_CHECK(carbon_of(st = nth(b, 0), "received", ROMEO));
+    sz_stanza_unref(st);
+    clear_all();
+    /* Sent by balcony: garden gets the <sent/> copy, balcony nothing. */
+    send_from(b, "<message to='" ROMEO "' type='chat' id='m3'><body>yo</body></message>");
+    SZ_CHECK(r->n == 1 && b->n == 0 && g->n == 1);
+    SZ_CHECK(carbon_of(st = nth(g, 0), "sent", BALCONY));
+    sz_stanza_unref(st);
+    done();
+}
+
+/* The nonza <xml> on the stream of <f>, through the handler registered for
+ * its namespace. */
+static int nonza(fake_t *f, const char *xml, const char *ns)
+{
+    sz_nonza_fn fn = sz_hooks_nonza_find(ns, strlen(ns));
+    MUST(fn != NULL);
+    sz_stanza_t *st = sz_stanza_from_xml(xml, strlen(xml));
+    MUST(st != NULL);
+    sz_hook_ctx_t ctx = {.r = &reactor, .st = st, .from = &f->s, .user = f->s.user,
+                         .kind = SZ_STANZA_OTHER};
+    int ret = fn(&ctx);
+    sz_stanza_unref(st);
+    return ret;
+}
+
+SZ_TEST(deliver_hook_holds_until_urgent)
+{
+    setup();
+    fake_t *b = bound(BALCONY), *g = bound(GARDEN), *r = bound(ROMEO);
+    available(b, 0);
+    available(g, 0);
+    SZ_CHECK(sz_hooks_nonza_find(NS_CSI "x", strlen(NS_CSI) + 1) == NULL);
+    SZ_CHECK_INT(nonza(g, "<inactive xmlns='" NS_CSI "'/>", NS_CSI), 0);
+    send_from(b, "<presence id='p1'><status>1</status></presence>");
+    send_from(b, "<presence id='p2'><status>2</status></presence>");
+    send_from(r, "<presence to='" GARDEN "' id='p3'/>");
+    SZ_CHECK_INT(g->n, 0);
+    SZ_CHECK_INT(b->n, 2); /* balcony is active: its own presence, twice */
+    /* A message: the held ones first (latest per sender), then it. */
+    send_from(r, "<message to='" GARDEN "' type='chat' id='m1'><body>hi</body></message>");
+    sz_stanza_t *st;
+    SZ_CHECK_INT(g->n, 3);
+    SZ_CHECK(is(st = nth(g, 0), "presence", NULL, BALCONY, NULL, "p2"));
+    sz_stanza_unref(st);
+    SZ_CHECK(is(st = nth(g, 1), "presence", NULL, ROMEO, GARDEN, "p3"));
+    sz_stanza_unref(st);
+    SZ_CHECK(is(st = nth(g, 2), "message", "chat", ROMEO, GARDEN, "m1"));
+    sz_stanza_unref(st);
+    clear_all();
+    send_from(b, "<presence id='p4'/>");
+    SZ_CHECK_INT(g->n, 0);
+    SZ_CHECK_INT(nonza(g, "<active xmlns='" NS_CSI "'/>", NS_CSI), 0);
+    SZ_CHECK_INT(g->n, 1);
+    SZ_CHECK(is(st = nth(g, 0), "presence", NULL, BALCONY, NULL, "p4"));
+    sz_stanza_unref(st);
+    SZ_CHECK_INT(nonza(g, "<sleepy xmlns='" NS_CSI "'/>", NS_CSI), SZ_STREAM_UNSUPPORTED_STANZA_TYPE);
+    /* Held presences of a session that ends are dropped (no leak). */
+    SZ_CHECK_INT(nonza(g, "<inactive xmlns='" NS_CSI "'/>", NS_CSI), 0);
+    send_from(b, "<presence id='p5'/>");
+    done();
+}
+
 int main(void)
 {
     /* The IQs the server answers are modules: the same list stanzad runs. */
@@ -1127,6 +1239,8 @@ int main(void)
     SZ_RUN(malformed_to_jid);
     SZ_RUN(errors_are_never_answered);
     SZ_RUN(undelivered_bounces_requests);
+    SZ_RUN(delivered_hook_sees_the_chosen_resources);
+    SZ_RUN(deliver_hook_holds_until_urgent);
     sz_xml_scratch_free();
     return sz_test_done();
 }
