@@ -815,9 +815,17 @@ SZ_TEST(garbage)
     SZ_CHECK(sz_tls_error(t) != NULL);
     SZ_CHECK(!sz_tls_handshake_done(t));
     sz_tls_free(t);
-    /* Random bytes, fed one at a time (no crash, an error at some point). */
+    /* Pseudo-random bytes from a fixed seed (reproducible: a random first
+     * byte that starts another record kind can legitimately wait for more
+     * input), fed one at a time: no crash, an error at some point. */
+    uint32_t seed = 0x9e3779b9u;
     for (int round = 0; round < 20; round++) {
-        RAND_bytes(rnd, sizeof rnd);
+        for (size_t i = 0; i < sizeof rnd; i++) {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            rnd[i] = (uint8_t)seed;
+        }
         t = sz_tls_new(x, SZ_TLS_STARTTLS);
         dummy.srv = t;
         int r = 0;
