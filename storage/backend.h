@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "storage/last.h"
+#include "storage/offline.h"
 #include "storage/roster.h"
 #include "storage/store.h"
 #include "storage/xmlstore.h"
@@ -48,6 +49,9 @@ enum sz_store_op {
     SZ_STORE_XML_PUT,
     SZ_STORE_LAST_SET,     /* storage/last.h */
     SZ_STORE_LAST_GET,
+    SZ_STORE_OFFLINE_PUT,  /* storage/offline.h */
+    SZ_STORE_OFFLINE_TAKE,
+    SZ_STORE_OFFLINE_COUNT,
     SZ_STORE_OP_COUNT
 };
 
@@ -77,6 +81,7 @@ struct sz_store_req {
         sz_store_roster_login_fn login;
         sz_store_xml_fn xml;
         sz_store_last_fn last;
+        sz_store_offline_fn offline;
     } _cb;
     void *_arg;
     void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
@@ -147,6 +152,16 @@ struct sz_store_req {
             sz_store_str_t status;  /* in (set): p NULL for none */
             char *out_status;       /* out (get): sz_malloc'd, or NULL */
         } last;
+        /* Offline messages (storage/offline.h); the key above is the
+         * owner. */
+        struct {
+            sz_store_str_t xml;     /* in (put) */
+            uint32_t max;           /* in: quota (put), read limit (take) */
+            uint64_t upto;          /* in (take): delete ids <= upto; out (count) */
+            sz_store_offline_msg_t *msgs; /* out (take): array and each xml
+                                           * sz_malloc'd */
+            size_t n;
+        } offline;
     } u;
 };
 
