@@ -68,6 +68,7 @@ struct c2s {
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
     uint32_t opened;     /* reactor clock (ms, low 32 bits) at connect: the pre-auth deadlines */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
+    struct c2s_ackwait *ackwait; /* XEP-0198 <a/> waiting for storage commits (c2s_sm.c) */
     /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
      * length byte, then the bytes; from the handshake until authenticated,
      * only with tls.unique_on_tls13. */
@@ -157,6 +158,10 @@ void c2s_sm_sent(struct c2s *cs, sz_stanza_t *st);
 /** Reactor thread. A top-level element in urn:xmpp:sm:3 after
  *  authentication (<span>/<len>, header <h>, valid during the call only). */
 void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h);
+
+/** Reactor thread, when <cs> is freed: an <a/> still waiting for storage
+ *  commits is never written. */
+void c2s_sm_ackwait_drop(struct c2s *cs);
 
 /** Reactor thread <ctx> (an sz_reactor_t *, the calling one), as the
  *  sz_sm_free() callback: <st> (consumed) was never acknowledged, so it

@@ -19,6 +19,7 @@ static const register_fn modules[] = {
     sz_mod_vcard_register,   /* XEP-0054 */
     sz_mod_private_register, /* XEP-0049 */
     sz_mod_last_register,    /* XEP-0012 (uses the roster cache) */
+    sz_mod_offline_register, /* XEP-0160 */
 };
 
 void sz_mods_register(const sz_mod_env_t *env)

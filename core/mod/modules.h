@@ -38,5 +38,6 @@ void sz_mod_presence_register(const sz_mod_env_t *env);
 void sz_mod_vcard_register(const sz_mod_env_t *env);
 void sz_mod_private_register(const sz_mod_env_t *env);
 void sz_mod_last_register(const sz_mod_env_t *env);
+void sz_mod_offline_register(const sz_mod_env_t *env);
 
 #endif
