@@ -45,14 +45,16 @@ def ack(c, timeout=10.0, before=None):
     return int(a.get("h"))
 
 
-def collect(c, n, timeout=10.0):
-    """Up to <n> messages (bounded by count and time), then whatever else
-    comes within a short quiet period."""
+def collect(c, n, timeout=10.0, quiet=None):
+    """Up to <n> messages (bounded by count and time; with <quiet>, also
+    ended by that many seconds without one), then whatever else comes
+    within a short quiet period."""
     got = []
     deadline = time.monotonic() + timeout
     while len(got) < n and time.monotonic() < deadline:
+        left = max(0.05, deadline - time.monotonic())
         try:
-            el, _ = c.wait_for(is_msg, timeout=max(0.05, deadline - time.monotonic()),
+            el, _ = c.wait_for(is_msg, timeout=min(left, quiet) if quiet else left,
                                what="message")
         except Exception:
             break
@@ -224,7 +226,7 @@ def test_kill9_loses_no_acknowledged_message(off_node):
         mine = len(range(k, sent, len(users)))
         with login(n, u, PW, "r") as c:
             c.send("<presence/>")
-            got = collect(c, mine, timeout=5)
+            got = collect(c, mine, timeout=10, quiet=1.5)
             ids = [int(e.get("id")[1:]) for e in got]
             assert ids == sorted(ids), ids  # in the order sent
             for e in got:
