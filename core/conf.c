@@ -141,6 +141,8 @@ static const struct row conf_rows[] = {
      C(limits.max_vcard_bytes), NULL, NULL},
     {"limits.max_private_bytes", T_U32, F_RELOAD, 1024, 16777216, 262144, NULL,
      C(limits.max_private_bytes), NULL, NULL},
+    {"limits.max_offline_messages", T_U32, F_RELOAD, 0, 1000000, 1000, NULL,
+     C(limits.max_offline_messages), NULL, NULL},
     {"limits.idle_timeout_ms", T_U32, F_RELOAD, 0, 86400000, 600000, NULL,
      C(limits.idle_timeout_ms), NULL, NULL},
     {"limits.ping_timeout_ms", T_U32, F_RELOAD, 1000, 600000, 60000, NULL,

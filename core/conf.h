@@ -108,6 +108,7 @@ typedef struct sz_conf {
         uint32_t max_blocklist_items; /* XEP-0191 blocked JIDs per account, 1..100000, default 1000 */
         uint32_t max_vcard_bytes;    /* XEP-0054 vCard of an account, serialized, default 65536 */
         uint32_t max_private_bytes;  /* XEP-0049 private XML of an account, all namespaces, default 262144 */
+        uint32_t max_offline_messages; /* XEP-0160 messages stored per account, 0 = store none, default 1000 */
         uint32_t idle_timeout_ms;    /* bound stream without input, then a ping; 0 = never, default 600000 */
         uint32_t ping_timeout_ms;    /* answer to that ping, 1000..600000, default 60000 */
         uint32_t csi_max_held;       /* XEP-0352: presences held per inactive session, 1..100000, default 256 */

@@ -111,7 +111,20 @@ typedef struct sz_hook_ctx {
     enum sz_stanza_kind kind;
     const char *type;       /* decoded 'type' attribute, or NULL when absent */
     const sz_preauth_t *pre; /* SZ_IQ_PREAUTH handlers: the stream (copy what you keep) */
+    /* PRESENCE_BROADCAST of available presence: ctx.from's priority
+     * before this presence, or SZ_PRIO_NONE when the session was not
+     * available (this is its initial presence, RFC 6121 §4.2). The new
+     * priority is ctx.from->priority. */
+    int prev_priority;
+    /* TO_BARE: the message was sent to a resource whose stream ended
+     * before the client acknowledged it (XEP-0198 §4), and comes here as
+     * RFC 6121 §8.5.3.2.1 says; it may carry the server's <delay/>
+     * already. */
+    bool undelivered;
 } sz_hook_ctx_t;
+
+/* prev_priority of a session that was not available. */
+#define SZ_PRIO_NONE (-129)
 
 typedef int (*sz_hook_fn)(sz_hook_ctx_t *ctx);
 typedef void (*sz_event_fn)(sz_hook_ctx_t *ctx);

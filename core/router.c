@@ -451,7 +451,8 @@ static void ask_exists(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, int
 /* RFC 6121 §8.5.2: a stanza to the bare JID of a local user; <to> may
  * carry a resource that is not bound (§8.5.3.2.1 sends some such stanzas
  * here). */
-static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid_t *to, int host)
+static void to_bare_as(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid_t *to,
+                       int host, bool undelivered)
 {
     char tbuf[TYPE_BUF];
     const char *type = type_of(st, tbuf);
@@ -459,6 +460,7 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
     sz_hook_ctx_t ctx = hook_ctx(r, st, to, host);
     ctx.user = u;
     ctx.type = type;
+    ctx.undelivered = undelivered;
     int ret = sz_hooks_run(SZ_HOOK_TO_BARE, &ctx);
     if (ret != SZ_PASS) {
         hook_error(r, st, ret);
@@ -474,9 +476,10 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
         }
         int8_t best = highest_priority(u);
         if (!u || best < 0) {
-            /* No available resource with non-negative priority and no
-             * offline storage yet (§8.5.2.2.1): chat/normal bounce,
-             * headline is silently dropped. */
+            /* No available resource with non-negative priority, and no
+             * module (offline storage, XEP-0160) took it at TO_BARE
+             * (§8.5.2.2.1): chat/normal bounce, headline is silently
+             * dropped. */
             if (strcmp(t, "headline") != 0)
                 bounce(r, st, SZ_STANZA_ERR_SERVICE_UNAVAILABLE);
             break;
@@ -520,6 +523,11 @@ static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid
     default:
         break;
     }
+}
+
+static void to_bare(sz_reactor_t *r, sz_user_t *u, sz_stanza_t *st, const sz_jid_t *to, int host)
+{
+    to_bare_as(r, u, st, to, host, false);
 }
 
 /* RFC 6121 §8.5.3: a stanza to a full JID of a local user. */
@@ -827,6 +835,7 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
         const char *type = ctx.type;
         if (!type) {
             bool initial = !from->available;
+            ctx.prev_priority = initial ? SZ_PRIO_NONE : from->priority;
             from->available = true;
             from->priority = (int8_t)parse_priority(st);
             if (from->presence)
@@ -879,9 +888,59 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
     route(r, st);
 }
 
+/* Depth of undelivered() on this reactor: a message that comes back
+ * undelivered while it is being re-routed as undelivered (it reached
+ * another stream that is ending too, or the same one before its deferred
+ * unbind) goes to the modules as to a user with no resource, so it can
+ * never go round in a loop. */
+static __thread unsigned undelivered_depth;
+
+/* RFC 6121 §8.5.3.2.1 for message <st> to <to>, on <to>'s home reactor:
+ * normal, chat and headline as if sent to the bare JID (the user's other
+ * resources, else the modules' offline storage, else the §8.5.2.2.1
+ * default); groupchat gets an error back; errors are dropped. */
+static void undelivered_message(sz_reactor_t *r, sz_stanza_t *st, const sz_jid_t *to, int host)
+{
+    char tbuf[TYPE_BUF];
+    const char *type = type_of(st, tbuf);
+    const char *t = type ? type : "";
+    if (strcmp(t, "error") == 0)
+        return;
+    if (strcmp(t, "groupchat") == 0) {
+        bounce(r, st, SZ_STANZA_ERR_RECIPIENT_UNAVAILABLE);
+        return;
+    }
+    undelivered_depth++;
+    sz_user_t *u = undelivered_depth > 1 ? NULL : find_user(r->router, to);
+    to_bare_as(r, u, st, to, host, true);
+    undelivered_depth--;
+}
+
 void sz_router_undelivered(sz_reactor_t *r, sz_stanza_t *st)
 {
-    if (sz_stanza_kind(st) != SZ_STANZA_PRESENCE)
+    enum sz_stanza_kind k = sz_stanza_kind(st);
+    if (k == SZ_STANZA_MESSAGE) {
+        size_t tl;
+        sz_jid_buf_t jb;
+        sz_jid_t *to = NULL;
+        char dec[SZ_JID_INPUT_MAX_BYTES + 1];
+        ssize_t n = sz_stanza_attr_raw(st, SZ_XML_A_TO, &tl, NULL)
+                        ? sz_stanza_attr(st, SZ_XML_A_TO, dec, sizeof(dec))
+                        : -1;
+        if (n < 0 || sz_jid_parse_into(dec, (size_t)n, &jb, sizeof(jb), &to, NULL) < 0 ||
+            !sz_jid_has_local(to)) {
+            sz_stanza_unref(st); /* it was delivered, so this cannot happen */
+            return;
+        }
+        size_t dl;
+        const char *dom = sz_jid_domain(to, &dl);
+        int host = served_index(dom, dl);
+        if (host >= 0 && sz_router_home(to, r->n) == r->id)
+            undelivered_message(r, st, to, host);
+        else
+            return route(r, st); /* its home reactor applies §8.5.3.2 */
+    } else if (k != SZ_STANZA_PRESENCE) {
         bounce(r, st, SZ_STANZA_ERR_RECIPIENT_UNAVAILABLE);
+    }
     sz_stanza_unref(st);
 }

@@ -98,9 +98,12 @@ void sz_router_from_client(sz_reactor_t *r, sz_session_t *from, sz_stanza_t *st,
 /**
  * Any reactor. <st> was sent to a client whose stream ended before it
  * acknowledged it (XEP-0198 §4): treated as sent to an unavailable
- * resource (RFC 6121 §8.5.3.2.1) — an error goes back to the sender of a
- * message or an iq request (recipient-unavailable, RFC 6120 §8.3.3.13;
- * never for errors and results), presence is dropped. Consumes <st>.
+ * resource (RFC 6121 §8.5.3.2.1). A normal, chat or headline message goes
+ * on as if sent to the bare JID: the user's other available resources,
+ * else the TO_BARE hooks with ctx.undelivered set (offline storage), else
+ * the §8.5.2.2.1 default; a groupchat message or an iq request gets
+ * recipient-unavailable back (RFC 6120 §8.3.3.13; never errors and
+ * results); presence is dropped. Consumes <st>.
  */
 void sz_router_undelivered(sz_reactor_t *r, sz_stanza_t *st);
 

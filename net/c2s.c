@@ -142,6 +142,7 @@ void c2s_free_state(struct c2s *cs)
     sz_sasl_free(cs->sasl);
     sz_jid_free(cs->authed);
     sz_sm_free(cs->sm, NULL, NULL);
+    c2s_sm_ackwait_drop(cs);
     sz_free(cs->cb_unique);
     sz_free(cs);
 }

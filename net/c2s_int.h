@@ -82,6 +82,7 @@ struct c2s {
     uint32_t last_in;    /* reactor clock (ms, low 32 bits) of the last input */
     uint32_t opened;     /* reactor clock (ms, low 32 bits) at connect: the pre-auth deadlines */
     sz_sm_t *sm;         /* XEP-0198 state once enabled, else NULL */
+    struct c2s_ackwait *ackwait; /* XEP-0198 <a/> waiting for storage commits (c2s_sm.c) */
     /* TLS 1.3 tls-unique as OpenSSL peers compute it (sz_tls_io_t.finished):
      * length byte, then the bytes; from the handshake until authenticated,
      * only with tls.unique_on_tls13. */
@@ -219,6 +220,9 @@ void c2s_sm_hold(struct c2s *cs, sz_stanza_t *st);
  *  its connection is gone, frees <cs> (stops its deadline, unlists it).
  *  Returns true when <cs> was freed. */
 bool c2s_sm_undetach(struct c2s *cs);
+/** Reactor thread, when <cs> is freed: an <a/> still waiting for storage
+ *  commits is never written. */
+void c2s_sm_ackwait_drop(struct c2s *cs);
 
 /** Reactor thread <ctx> (an sz_reactor_t *, the calling one), as the
  *  sz_sm_free() callback: <st> (consumed) was never acknowledged, so it

@@ -25,7 +25,9 @@
 
 #include <openssl/rand.h>
 
+#include "core/durable.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/router.h"
 #include "core/xml/tree.h"
 #include "net/sm.h"
@@ -208,10 +210,82 @@ static void sm_resume(struct c2s *cs, const char *span, size_t len, const sz_xml
         sz_sm_resume(cs->sm, acked, resend, cs);
 }
 
+/* ---- acks after storage commits ------------------------------------------ */
+
+/* An <a/> owed to the client once the storage writes its stanzas caused
+ * (offline messages) have committed: 'h' counts a stanza as handled, so
+ * it must not count one whose write could still be lost (core/durable.h).
+ * One at a time per stream; <r/>s arriving meanwhile are answered when it
+ * completes. */
+struct c2s_ackwait {
+    struct c2s *cs;
+    sz_durable_wait_t *w;
+    uint32_t h;       /* the 'h' this barrier covers */
+    uint32_t answers; /* <a/>s owed with that 'h' */
+    uint32_t later;   /* <r/>s that came while it ran: a new barrier follows */
+};
+
+static void sm_write_a(struct c2s *cs, uint32_t h)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", h);
+    c2s_write(cs, buf, (size_t)n);
+}
+
+static void ackwait_start(struct c2s *cs, uint32_t answers);
+
+static void on_durable(void *arg)
+{
+    struct c2s_ackwait *aw = arg;
+    struct c2s *cs = aw->cs;
+    uint32_t h = aw->h, answers = aw->answers, later = aw->later;
+    cs->ackwait = NULL;
+    sz_free(aw);
+    if (!cs->sm || cs->stage == ST_CLOSED || !cs->c)
+        return; /* the stream ended meanwhile: nobody to tell */
+    for (uint32_t i = 0; i < answers; i++)
+        sm_write_a(cs, h);
+    if (later)
+        ackwait_start(cs, later);
+}
+
+/* Answers <answers> <r/>s with the current 'h' once it is durable. */
+static void ackwait_start(struct c2s *cs, uint32_t answers)
+{
+    uint32_t h = sz_sm_h(cs->sm);
+    struct c2s_ackwait *aw = sz_malloc(sizeof(*aw));
+    *aw = (struct c2s_ackwait){.cs = cs, .h = h, .answers = answers};
+    aw->w = sz_durable_barrier(sz_conn_reactor(cs->c), on_durable, aw);
+    if (!aw->w) {
+        sz_free(aw); /* nothing in flight: durable already */
+        for (uint32_t i = 0; i < answers; i++)
+            sm_write_a(cs, h);
+        return;
+    }
+    cs->ackwait = aw;
+}
+
+/* <r/> (XEP-0198 §4). */
+static void sm_answer_r(struct c2s *cs)
+{
+    if (cs->ackwait)
+        cs->ackwait->later++;
+    else
+        ackwait_start(cs, 1);
+}
+
+void c2s_sm_ackwait_drop(struct c2s *cs)
+{
+    if (!cs->ackwait)
+        return;
+    sz_durable_cancel(cs->ackwait->w);
+    sz_free(cs->ackwait);
+    cs->ackwait = NULL;
+}
+
 /* A top-level element in urn:xmpp:sm:3 after authentication. */
 void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t *h)
 {
-    char buf[96];
     if (c2s_name_is(span, h, "enable")) {
         /* §3: only after resource binding, and once. */
         if (!(cs->flags & F_BOUND) || cs->sm) {
@@ -226,8 +300,7 @@ void c2s_on_sm(struct c2s *cs, const char *span, size_t len, const sz_xml_head_t
         else
             sm_resume(cs, span, len, h);
     } else if (c2s_name_is(span, h, "r") && cs->sm) {
-        int n = snprintf(buf, sizeof(buf), "<a xmlns='" NS_SM "' h='%u'/>", sz_sm_h(cs->sm));
-        c2s_write(cs, buf, (size_t)n);
+        sm_answer_r(cs);
     } else if (c2s_name_is(span, h, "a") && cs->sm) {
         sz_xml_tree_t *t = sz_xml_tree_parse(span, len, h->scope);
         const sz_xml_node_t *root = t ? sz_xml_tree_root(t) : NULL;

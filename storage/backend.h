@@ -24,6 +24,7 @@
 
 #include "storage/blocklist.h"
 #include "storage/last.h"
+#include "storage/offline.h"
 #include "storage/roster.h"
 #include "storage/store.h"
 #include "storage/xmlstore.h"
@@ -52,6 +53,9 @@ enum sz_store_op {
     SZ_STORE_XML_PUT,
     SZ_STORE_LAST_SET,     /* storage/last.h */
     SZ_STORE_LAST_GET,
+    SZ_STORE_OFFLINE_PUT,  /* storage/offline.h */
+    SZ_STORE_OFFLINE_TAKE,
+    SZ_STORE_OFFLINE_COUNT,
     SZ_STORE_OP_COUNT
 };
 
@@ -82,6 +86,7 @@ struct sz_store_req {
         sz_store_blocklist_fn blocklist;
         sz_store_xml_fn xml;
         sz_store_last_fn last;
+        sz_store_offline_fn offline;
     } _cb;
     void *_arg;
     void (*_release)(sz_store_req_t *q); /* frees backend results, or NULL */
@@ -161,6 +166,16 @@ struct sz_store_req {
             sz_store_str_t status;  /* in (set): p NULL for none */
             char *out_status;       /* out (get): sz_malloc'd, or NULL */
         } last;
+        /* Offline messages (storage/offline.h); the key above is the
+         * owner. */
+        struct {
+            sz_store_str_t xml;     /* in (put) */
+            uint32_t max;           /* in: quota (put), read limit (take) */
+            uint64_t upto;          /* in (take): delete ids <= upto; out (count) */
+            sz_store_offline_msg_t *msgs; /* out (take): array and each xml
+                                           * sz_malloc'd */
+            size_t n;
+        } offline;
     } u;
 };
 

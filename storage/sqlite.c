@@ -122,6 +122,20 @@ static const char *const migrations[] = {
     " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
     "  ON DELETE CASCADE"
     ") WITHOUT ROWID;",
+    /* 5: offline messages (XEP-0160, storage/offline.h): the queue of each
+     * account in order of arrival. 'id' never repeats (AUTOINCREMENT), so
+     * deleting "up to the last one read" cannot take a message stored
+     * after the read; the index keys every access by the owner first.
+     * They go with their account. */
+    "CREATE TABLE offline_messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " domain TEXT NOT NULL,"
+    " localpart TEXT NOT NULL,"
+    " stanza BLOB NOT NULL," /* the message with its <delay/>, self-contained XML */
+    " FOREIGN KEY (domain, localpart) REFERENCES accounts (domain, localpart)"
+    "  ON DELETE CASCADE"
+    ");"
+    "CREATE INDEX offline_messages_owner ON offline_messages (domain, localpart, id);",
 };
 
 #define SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -454,8 +468,8 @@ static void exec(void *conn, sz_store_req_t *q)
         break;
     default:
         if (!sz_sqlite_roster_exec(c, q) && !sz_sqlite_xml_exec(c, q) &&
-            !sz_sqlite_last_exec(c, q) &&
-            !sz_sqlite_blocklist_exec(c, q))
+            !sz_sqlite_last_exec(c, q) && !sz_sqlite_blocklist_exec(c, q) &&
+            !sz_sqlite_offline_exec(c, q))
             q->res = -EOPNOTSUPP;
         break;
     }
@@ -679,6 +693,8 @@ static void conn_close(void *p)
         sqlite3_finalize(c->xml[i]);
     for (int i = 0; i < SZ_SQLITE_LAST_STMTS; i++)
         sqlite3_finalize(c->last[i]);
+    for (int i = 0; i < SZ_SQLITE_OFFLINE_STMTS; i++)
+        sqlite3_finalize(c->offline[i]);
     /* The last connection to close checkpoints the WAL into the file. */
     sqlite3_close(c->h);
     sz_free(c);

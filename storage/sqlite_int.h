@@ -18,6 +18,7 @@
 #define SZ_SQLITE_BLOCKLIST_STMTS 12
 #define SZ_SQLITE_XML_STMTS    8
 #define SZ_SQLITE_LAST_STMTS   4
+#define SZ_SQLITE_OFFLINE_STMTS 8
 
 struct sz_sqlite_db {
     char *path;
@@ -32,6 +33,7 @@ struct sz_sqlite_conn {
     sqlite3_stmt *blocklist[SZ_SQLITE_BLOCKLIST_STMTS]; /* sqlite_blocklist.c's */
     sqlite3_stmt *xml[SZ_SQLITE_XML_STMTS];       /* sqlite_xmlstore.c's */
     sqlite3_stmt *last[SZ_SQLITE_LAST_STMTS];     /* sqlite_last.c's */
+    sqlite3_stmt *offline[SZ_SQLITE_OFFLINE_STMTS]; /* sqlite_offline.c's */
 };
 
 /* Maps an SQLite result code to 0 or -errno. */
@@ -55,5 +57,6 @@ bool sz_sqlite_blocklist_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 /* The same for storage/xmlstore.h and storage/last.h requests. */
 bool sz_sqlite_xml_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 bool sz_sqlite_last_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
+bool sz_sqlite_offline_exec(struct sz_sqlite_conn *c, sz_store_req_t *q);
 
 #endif

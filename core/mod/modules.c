@@ -20,6 +20,7 @@ static const register_fn modules[] = {
     sz_mod_vcard_register,   /* XEP-0054 */
     sz_mod_private_register, /* XEP-0049 */
     sz_mod_last_register,    /* XEP-0012 (uses the roster cache) */
+    sz_mod_offline_register, /* XEP-0160 */
     sz_mod_carbons_register, /* XEP-0280 */
     sz_mod_csi_register,     /* XEP-0352; last: it holds what the others deliver */
 };

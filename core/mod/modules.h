@@ -43,5 +43,6 @@ void sz_mod_private_register(const sz_mod_env_t *env);
 void sz_mod_last_register(const sz_mod_env_t *env);
 void sz_mod_carbons_register(const sz_mod_env_t *env);
 void sz_mod_csi_register(const sz_mod_env_t *env);
+void sz_mod_offline_register(const sz_mod_env_t *env);
 
 #endif

@@ -1,8 +1,9 @@
 """XEP-0198 stream management on client streams (urn:xmpp:sm:3), on streams
 that did not ask for resumption (test_resume.py has that): the feature after SASL, <enable/> only once bound, 'h' both
 ways, the server's own <r/>, the bound on unacknowledged stanzas, and what
-happens to stanzas a client never acknowledged (an error back to their
-sender, XEP-0198 §4, RFC 6121 §8.5.3.2.1).
+happens to stanzas a client never acknowledged (XEP-0198 §4, RFC 6121
+§8.5.3.2.1: a message goes on as if sent to the bare JID, here offline
+storage, XEP-0160; an iq request gets an error back).
 
 Raw-socket clients against a real stanzad with 2 reactors."""
 
@@ -13,7 +14,7 @@ import pytest
 
 from conftest import msum
 from xmpp_util import (NS_CLIENT, NS_SASL, NS_STANZAS, RawClient, DOMAIN, c2s_node,
-                       import_users, local, login, q, stanza_error)
+                       import_users, local, login, q)
 
 PW = "sm-Secret-1"
 NS_SM = "urn:xmpp:sm:3"
@@ -113,7 +114,24 @@ def test_server_requests_and_acks(sm_node):
         assert [e for e in bob.drain(0.5) if is_msg(e)] == []
 
 
-def test_unacked_bounce_to_sender(sm_node):
+def offline_ids(n, user, count, timeout=10):
+    """Logs <user> in, sends initial presence and returns the ids of the
+    stored messages it gets (bounded by <count> and time), each checked
+    for the server's <delay/>."""
+    with login(n, user, PW, "again") as c:
+        c.send("<presence/>")
+        ids = []
+        deadline = time.monotonic() + timeout
+        while len(ids) < count and time.monotonic() < deadline:
+            el, _ = c.wait_for(is_msg, timeout=deadline - time.monotonic(), what="stored message")
+            d = el.find("{urn:xmpp:delay}delay")
+            assert d is not None and d.get("from") == DOMAIN, ET.tostring(el)
+            ids.append(el.get("id"))
+        ids += [e.get("id") for e in c.drain(0.5) if is_msg(e)]
+        return ids
+
+
+def test_unacked_go_to_offline_storage(sm_node):
     n = sm_node()
     bob = login(n, "bob", PW, "r")
     ann = login(n, "ann", PW, "r")
@@ -129,21 +147,12 @@ def test_unacked_bounce_to_sender(sm_node):
         ann.send(f"<r xmlns='{NS_SM}'/>")
         ann.wait_for(lambda e: e.tag == q(NS_SM, "a"), what="<a/>")
         ann.sock.close()
-        bounced = []
-        deadline = time.monotonic() + 10
-        while len(bounced) < 2 and time.monotonic() < deadline:
-            el, _ = bob.wait_for(is_msg, timeout=deadline - time.monotonic(),
-                                 what="bounced message")
-            bounced.append(el)
-        assert sorted(e.get("id") for e in bounced) == ["u1", "u2"]
+        # Not bounced: ann has no other resource, so they are stored.
+        assert [e for e in bob.drain(1.0) if is_msg(e)] == []
         m = n.metrics()
         assert msum(m, "stanzad_sm_enabled_total") == 1
         assert msum(m, "stanzad_sm_unacked_total") == 2
-        for e in bounced:
-            assert e.get("type") == "error"
-            assert e.get("from") == ann.jid
-            assert stanza_error(e) == ("wait", "recipient-unavailable")
-        assert [e for e in bob.drain(0.5) if is_msg(e)] == []
+        assert offline_ids(n, "ann", 2) == ["u1", "u2"]
     finally:
         bob.close()
         ann.close()
@@ -174,18 +183,14 @@ def test_ack_errors_end_the_stream(sm_node):
 
 def test_client_that_never_acks(sm_node):
     # The queue is bounded: past it, policy-violation, and what was queued
-    # goes back to its senders.
+    # goes on as if sent to the bare JID (offline storage).
     n = sm_node(max_unacked_stanzas=10)
     with login(n, "ann", PW, "r") as ann, login(n, "bob", PW, "r") as bob:
         enable(ann)
         for i in range(11):
             bob.send(msg(ann.jid, f"b{i}", f"n{i}"))
         assert ann.stream_error() == "policy-violation"
-        ids = set()
-        deadline = time.monotonic() + 10
-        while len(ids) < 11 and time.monotonic() < deadline:
-            el, _ = bob.wait_for(is_msg, timeout=deadline - time.monotonic(), what="bounce")
-            assert stanza_error(el) == ("wait", "recipient-unavailable"), ET.tostring(el)
-            ids.add(el.get("id"))
-        assert ids == {f"n{i}" for i in range(11)}
+        # Stored for ann, not bounced to bob.
+        assert [e for e in bob.drain(1.0) if is_msg(e)] == []
+    assert sorted(offline_ids(n, "ann", 11)) == sorted(f"n{i}" for i in range(11))
     n.wait_idle()

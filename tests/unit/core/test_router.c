@@ -1059,7 +1059,8 @@ SZ_TEST(errors_are_never_answered)
     send_from(r, "<message to='" JULIET "' type='error' id='e7'/>");
     SZ_CHECK(silent());
     /* The error for a sender that is gone is dropped, not bounced on. */
-    undelivered("<message from='ghost@example.com/x' to='" BALCONY "' type='chat' id='e8'/>");
+    undelivered("<message from='ghost@example.com/x' to='nurse@example.com/x' type='chat' "
+                "id='e8'/>");
     undelivered("<iq from='ghost@elsewhere.org/x' to='" BALCONY "' type='get' id='e9'>"
                 "<ping xmlns='" NS_PING "'/></iq>");
     SZ_CHECK(silent());
@@ -1073,11 +1074,31 @@ SZ_TEST(undelivered_bounces_requests)
     setup();
     fake_t *r = bound(ROMEO);
     sz_stanza_t *st;
+    /* A message goes on as if sent to the bare JID (RFC 6121
+     * §8.5.3.2.1): no resource and, here, no offline storage, so the
+     * §8.5.2.2.1 error. */
     undelivered("<message from='" ROMEO "' to='" BALCONY "' type='chat' id='u1'><body>x</body>"
                 "</message>");
     SZ_CHECK_INT(r->n, 1);
     SZ_CHECK(
-        is_error(st = nth(r, 0), "message", BALCONY, ROMEO, "u1", "wait", "recipient-unavailable"));
+        is_error(st = nth(r, 0), "message", BALCONY, ROMEO, "u1", "cancel", "service-unavailable"));
+    sz_stanza_unref(st);
+    clear_all();
+    /* Another available resource of the user gets it; the sender nothing. */
+    fake_t *b = bound(BALCONY);
+    available(b, 0);
+    clear_all();
+    undelivered("<message from='" ROMEO "' to='" JULIET "/gone' type='chat' id='u7'><body>x</body>"
+                "</message>");
+    SZ_CHECK_INT(r->n, 0);
+    SZ_CHECK_INT(b->n, 1);
+    clear_all();
+    /* groupchat: an error back, as before. */
+    undelivered("<message from='" ROMEO "' to='" JULIET "/gone' type='groupchat' id='u8'/>");
+    SZ_CHECK_INT(b->n, 0);
+    SZ_CHECK_INT(r->n, 1);
+    SZ_CHECK(is_error(st = nth(r, 0), "message", JULIET "/gone", ROMEO, "u8", "wait",
+                      "recipient-unavailable"));
     sz_stanza_unref(st);
     clear_all();
     undelivered("<iq from='" ROMEO "' to='" BALCONY "' type='get' id='u2'><ping xmlns='" NS_PING
