@@ -29,6 +29,7 @@ struct bmsg {
     sz_durable_wait_t *w;  /* lives on <src>, only touched there */
     uint64_t target;       /* released when nothing <= target is in flight */
     unsigned src, dst;     /* the reactor that set the barrier, the one to post to */
+    bool fanout;           /* the barrier's own part: once released here, cross to the others */
 };
 
 /* This reactor's state. */
@@ -38,8 +39,10 @@ static __thread unsigned npending;
 static __thread struct bmsg *waiting, *waiting_tail; /* barriers here, in target order */
 static __thread struct bmsg *retry, *retry_tail;     /* posts that found a ring full */
 static __thread sz_timer_t retry_timer;
+static __thread sz_durable_t *inherit;     /* sz_durable_inherit() */
 
 static void post(sz_reactor_t *r, struct bmsg *b);
+static void on_request(sz_reactor_t *r, unsigned src, sz_msg_t *m);
 
 static void answered(sz_durable_wait_t *w)
 {
@@ -77,7 +80,20 @@ static void release(sz_reactor_t *r, struct bmsg *b)
 {
     if (b->src == r->id) {
         sz_durable_wait_t *w = b->w;
+        bool fanout = b->fanout;
         sz_free(b);
+        /* This reactor's own writes and holds are done: now the others,
+         * behind everything this reactor routed up to here. */
+        for (unsigned i = 0; fanout && i < r->n; i++) {
+            if (i == r->id)
+                continue;
+            struct bmsg *o = sz_calloc(1, sizeof(*o));
+            o->m.fn = on_request;
+            o->w = w;
+            o->src = r->id;
+            o->dst = i;
+            post(r, o);
+        }
         answered(w);
         return;
     }
@@ -152,9 +168,28 @@ static void post(sz_reactor_t *r, struct bmsg *b)
         sz_timer_arm(&r->wheel, &retry_timer, sz_reactor_now(r) + 1, on_retry);
 }
 
+void sz_durable_inherit(sz_durable_t *d)
+{
+    inherit = d;
+}
+
 void sz_durable_begin(sz_reactor_t *r, sz_durable_t *d)
 {
     (void)r;
+    if (inherit) {
+        /* In the place of the hold that routes it on (same sequence
+         * number, right behind it): the list stays in sequence order. */
+        d->_seq = inherit->_seq;
+        d->_prev = inherit;
+        d->_next = inherit->_next;
+        if (inherit->_next)
+            inherit->_next->_prev = d;
+        else
+            tail = d;
+        inherit->_next = d;
+        npending++;
+        return;
+    }
     d->_seq = ++last_seq;
     d->_next = NULL;
     d->_prev = tail;
@@ -189,20 +224,12 @@ sz_durable_wait_t *sz_durable_barrier(sz_reactor_t *r, void (*fn)(void *arg), vo
     w->fn = fn;
     w->arg = arg;
     w->remaining = r->n;
-    /* The others first: this reactor's own part may answer at once. */
-    for (unsigned i = 0; i < r->n; i++) {
-        if (i == r->id)
-            continue;
-        struct bmsg *b = sz_calloc(1, sizeof(*b));
-        b->m.fn = on_request;
-        b->w = w;
-        b->src = r->id;
-        b->dst = i;
-        post(r, b);
-    }
+    /* This reactor's part first; it crosses to the others when released
+     * (see release()). */
     struct bmsg *self = sz_calloc(1, sizeof(*self));
     self->w = w;
     self->src = self->dst = r->id;
+    self->fanout = true;
     arrive(r, self);
     return w;
 }

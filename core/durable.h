@@ -13,7 +13,10 @@
  * or failed and bounced). Stanzas cross reactors through FIFO rings, and
  * the barrier crosses the same rings behind them, so each other reactor
  * answers after it has taken in everything this one sent it before and
- * once its writes begun up to then have ended. A barrier may wait on
+ * once its writes begun up to then have ended. The barrier first waits for
+ * the writes (and holds, below) begun on its own reactor, and only then
+ * crosses to the others, so a stanza a hold routes on before it ends is
+ * ahead of the barrier in every ring. A barrier may wait on
  * writes of other streams as well; it never waits for less.
  *
  * Threads: every function on a reactor thread, about that reactor; the
@@ -39,6 +42,17 @@ void sz_durable_begin(sz_reactor_t *r, sz_durable_t *d);
 /** The write of <d> has ended (committed, or failed and answered):
  *  barriers waiting for it may complete, here or on other reactors. */
 void sz_durable_end(sz_reactor_t *r, sz_durable_t *d);
+
+/**
+ * A module that holds a client's stanza on this reactor (waiting for its
+ * own storage read) before routing it on brackets the hold with
+ * sz_durable_begin()/sz_durable_end() on the reactor that holds it, and
+ * routes it on between sz_durable_inherit(<d>) and sz_durable_inherit(NULL):
+ * a write begun meanwhile on this reactor takes <d>'s place in the order,
+ * so barriers waiting for the hold wait for that write too. <d> must be in
+ * flight. Reactor thread.
+ */
+void sz_durable_inherit(sz_durable_t *d);
 
 typedef struct sz_durable_wait sz_durable_wait_t;
 

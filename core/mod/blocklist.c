@@ -14,6 +14,8 @@
  */
 #include "core/mod/blocklist.h"
 
+#include "core/durable.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -168,12 +170,18 @@ sz_blocklist_job_t *sz_blocklist_job_new(sz_reactor_t *r, sz_blocklist_job_fn fn
     job->fn = fn;
     job->r = r;
     job->st = st ? sz_stanza_ref(st) : NULL;
+    /* A held stanza may become an offline-storage write when it goes on:
+     * acks wait for the hold as for a write (core/durable.h). */
+    if (job->st)
+        sz_durable_begin(r, &job->dur);
     sz_hooks_hold();
     return job;
 }
 
 static void job_free(sz_blocklist_job_t *job)
 {
+    if (job->st)
+        sz_durable_end(job->r, &job->dur);
     sz_stanza_unref(job->st);
     sz_free(job->data);
     sz_free(job);
@@ -181,6 +189,18 @@ static void job_free(sz_blocklist_job_t *job)
 }
 
 static void load(sz_blocklist_t *bl);
+
+/* Runs <job>'s step; a write it begins takes the hold's place among the
+ * writes acks wait for (core/durable.h). */
+static bool run(sz_blocklist_t *bl, sz_blocklist_job_t *job, int res)
+{
+    if (!job->st)
+        return job->fn(bl, job, res);
+    sz_durable_inherit(&job->dur);
+    bool done = job->fn(bl, job, res);
+    sz_durable_inherit(NULL);
+    return done;
+}
 
 static void kick(sz_blocklist_t *bl)
 {
@@ -200,7 +220,7 @@ static void kick(sz_blocklist_t *bl)
             bl->tail = NULL;
         bl->busy = true;
         bl->running = job;
-        bool done = job->fn(bl, job, 0);
+        bool done = run(bl, job, 0);
         bl->running = NULL;
         if (done || job->finished) {
             job_free(job);
@@ -371,7 +391,7 @@ static void on_loaded(void *arg, int res, const sz_store_blocklist_t *l)
             bl->head = job->next;
             if (!bl->head)
                 bl->tail = NULL;
-            job->fn(bl, job, res);
+            run(bl, job, res);
             job_free(job);
         }
         if (!bl->kicking)

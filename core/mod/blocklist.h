@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/durable.h"
 #include "core/hooks.h"
 #include "core/mod/modules.h"
 #include "storage/blocklist.h"
@@ -49,6 +50,7 @@ struct sz_blocklist_job {
     void *data;      /* the job's own heap block (sz_free'd with the job), or NULL */
     uint32_t aux;    /* the job's own small value */
     bool finished;   /* private */
+    sz_durable_t dur; /* private: a held stanza counts as a write in flight (core/durable.h) */
 };
 
 /** Main thread, at registration (mod_blocking.c): the store, the slot and
