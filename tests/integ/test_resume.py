@@ -5,8 +5,8 @@ another reactor than the account's home), the retransmission of what the
 client did not acknowledge and of what arrived while detached, the same
 full JID afterwards, single-use and account-bound ids, and the end of a
 detached session at limits.sm_resume_timeout_s (unavailable presence; the
-unacknowledged messages go through the router's undelivered path, which on
-this branch sends recipient-unavailable back to their sender).
+unacknowledged messages go on as if sent to the bare JID: the user's other
+resources, else offline storage).
 
 Raw-socket clients against a real stanzad with 2 reactors, and slixmpp at
 its defaults (its xep_0198 plugin asks for resumption and resumes)."""
@@ -297,14 +297,16 @@ def test_resume_after_timeout(rs_node):
         assert el.get("type") == "unavailable"
         assert time.monotonic() - t0 < 5
         # Both unacknowledged messages went through the router's undelivered
-        # path, which here answers recipient-unavailable to the sender.
+        # path (XEP-0198 §4): as if sent to the bare JID (RFC 6121
+        # §8.5.3.2.1), so the user's other resource gets them; no bounce.
         ids = set()
         deadline = time.monotonic() + 10
         while len(ids) < 2 and time.monotonic() < deadline:
-            el, _ = bob.wait_for(is_msg, timeout=deadline - time.monotonic(), what="bounce")
-            assert stanza_error(el) == ("wait", "recipient-unavailable"), ET.tostring(el)
+            el, _ = desk.wait_for(is_msg, timeout=deadline - time.monotonic(), what="redelivery")
+            assert el.get("type") != "error", ET.tostring(el)
             ids.add(el.get("id"))
         assert ids == {"t0", "t1"}
+        assert [e for e in bob.drain(0.3) if is_msg(e)] == []
         c = authed(n, "ann")
         assert failed_condition(resume(c, sid, 1)) == ["item-not-found"]
         c.close()
@@ -350,7 +352,8 @@ def test_clean_end_and_full_queue_end_the_session(rs_node):
         ids = set()
         deadline = time.monotonic() + 10
         while len(ids) < 9 and time.monotonic() < deadline:
-            el, _ = bob.wait_for(is_msg, timeout=deadline - time.monotonic(), what="bounce")
+            el, _ = desk.wait_for(is_msg, timeout=deadline - time.monotonic(),
+                                  what="redelivery to the other resource")
             ids.add(el.get("id"))
         assert ids == {f"q{i}" for i in range(9)}
         assert detached(n) == 0
@@ -424,12 +427,15 @@ def test_rebind_replaces_detached_and_stop(rs_node):
         drop_and_wait_detached(n, phone)
         bob.send(msg(phone.jid, "held", "h0"))
         # A plain bind of the same full JID replaces the detached session
-        # (RFC 6120 §7.7.2.2): what it held goes back to its sender, and
-        # its id is gone with it.
+        # (RFC 6120 §7.7.2.2): what it held goes on as if to the bare JID,
+        # here offline storage (no resource is available), and its id is
+        # gone with it.
         again = login(n, "ann", PW, "phone")
         assert again.jid == phone.jid
-        el, _ = bob.wait_for(lambda e: is_msg(e) and e.get("id") == "h0", what="bounce")
-        assert stanza_error(el) == ("wait", "recipient-unavailable"), ET.tostring(el)
+        again.send("<presence/>")
+        el, _ = again.wait_for(lambda e: is_msg(e) and e.get("id") == "h0", what="stored h0")
+        assert el.get("type") != "error", ET.tostring(el)
+        assert [e for e in bob.drain(0.3) if is_msg(e)] == []
         wait_until(lambda: detached(n) == 0, 10, what="the detached session to go")
         c = authed(n, "ann")
         assert failed_condition(resume(c, sid, 0)) == ["item-not-found"]
