@@ -7,12 +7,14 @@ kill -9 loses none that was acknowledged.
 
 Raw-socket clients against a real stanzad with 2 reactors."""
 
+import asyncio
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from xmpp_util import (NS_CLIENT, DOMAIN, c2s_node, import_users, login, q, stanza_error)
+from xmpp_util import (NS_CLIENT, DOMAIN, c2s_node, import_users, login, q, run_loop, slix_client,
+                       slix_start, slix_stop, stanza_error)
 
 PW = "off-Secret-1"
 NS_SM = "urn:xmpp:sm:3"
@@ -176,6 +178,42 @@ def test_quota_service_unavailable(off_node):
     with login(n, "ann", PW, "r") as c:
         c.send("<presence/>")
         assert [e.get("id") for e in collect(c, 3)] == ["q0", "q1", "q2"]
+
+
+def test_slixmpp_receives_offline_messages(off_node):
+    """slixmpp at its defaults (STARTTLS, SCRAM) with its XEP-0203 plugin:
+    the stored messages arrive after its initial presence, in order, each
+    with a <delay/> from the domain."""
+    n = off_node()
+    with login(n, "bob", PW, "r") as bob:
+        for i in range(5):
+            bob.send(msg(f"cat@{DOMAIN}", f"s{i}", f"s{i}"))
+        assert [e for e in bob.drain(0.7) if is_msg(e)] == []
+    got = []
+    loop = asyncio.new_event_loop()
+    x = slix_client(loop, f"cat@{DOMAIN}/slix", PW, n.cert, plugins=("xep_0203",))
+    x.add_event_handler("message", lambda m: got.append(
+        (m["id"], m["body"], m["delay"]["stamp"], str(m["delay"]["from"]))))
+
+    async def flow():
+        await slix_start(x, n.xmpp["starttls"])
+        await x.get_roster()
+        x.send_presence()
+        for _ in range(100):
+            if len(got) >= 5:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        await slix_stop(x)
+
+    try:
+        run_loop(loop, flow(), 60)
+    finally:
+        loop.close()
+    assert [g[0] for g in got] == [f"s{i}" for i in range(5)]
+    assert [g[1] for g in got] == [f"s{i}" for i in range(5)]
+    for _, _, stamp, frm in got:
+        assert stamp is not None and frm == DOMAIN
 
 
 def test_disco_advertises_msgoffline(off_node):
