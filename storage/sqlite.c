@@ -233,6 +233,17 @@ sqlite3_stmt *sz_sqlite_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, cons
     return s;
 }
 
+sqlite3_stmt *sz_sqlite_owner_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, const char *text,
+                                   const sz_store_req_t *q)
+{
+    sqlite3_stmt *s = sz_sqlite_stmt(c, slot, text);
+    if (!s || !q)
+        return s;
+    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
+    return s;
+}
+
 /* The cached account statement <i> of <c>. */
 static sqlite3_stmt *stmt(struct sz_sqlite_conn *c, enum stmt i)
 {

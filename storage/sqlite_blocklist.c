@@ -49,12 +49,7 @@ static const char *const bsql[B_NSTMTS] = {
 /* Statement <i>, reset, with the owner of <q> bound (when <q> is set). */
 static sqlite3_stmt *bstmt(struct sz_sqlite_conn *c, enum bstmt i, const sz_store_req_t *q)
 {
-    sqlite3_stmt *s = sz_sqlite_stmt(c, &c->blocklist[i], bsql[i]);
-    if (!s || !q)
-        return s;
-    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
-    return s;
+    return sz_sqlite_owner_stmt(c, &c->blocklist[i], bsql[i], q);
 }
 
 /* Runs statement <i>, with JID <jid>/<len> as ?3 when <jid> is set, to

@@ -43,6 +43,12 @@ int sz_sqlite_map_rc(int rc);
  * reset and unbound; NULL on a prepare failure (logged). */
 sqlite3_stmt *sz_sqlite_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, const char *text);
 
+/* sz_sqlite_stmt(), then the owner account of <q> bound as ?1 (domain)
+ * and ?2 (localpart) when <q> is not NULL: every per-account statement
+ * of the backend files starts "WHERE domain = ?1 AND localpart = ?2". */
+sqlite3_stmt *sz_sqlite_owner_stmt(struct sz_sqlite_conn *c, sqlite3_stmt **slot, const char *text,
+                                   const sz_store_req_t *q);
+
 /* Logs a failed step of operation <what> (busy is expected under load:
  * a warning) and maps <rc>. */
 int sz_sqlite_fail(struct sz_sqlite_conn *c, const char *what, int rc);

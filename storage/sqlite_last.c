@@ -30,12 +30,7 @@ static const char *const lsql[L_COUNT] = {
 
 static sqlite3_stmt *lstmt(struct sz_sqlite_conn *c, enum lstmt i, const sz_store_req_t *q)
 {
-    sqlite3_stmt *s = sz_sqlite_stmt(c, &c->last[i], lsql[i]);
-    if (!s)
-        return NULL;
-    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
-    return s;
+    return sz_sqlite_owner_stmt(c, &c->last[i], lsql[i], q);
 }
 
 static int last_set(struct sz_sqlite_conn *c, sz_store_req_t *q)

@@ -44,12 +44,7 @@ static const char *const osql[O_N] = {
 /* Statement <i>, with the owner bound when <q> is not NULL. */
 static sqlite3_stmt *ostmt(struct sz_sqlite_conn *c, enum ostmt i, const sz_store_req_t *q)
 {
-    sqlite3_stmt *s = sz_sqlite_stmt(c, &c->offline[i], osql[i]);
-    if (!s || !q)
-        return s;
-    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
-    return s;
+    return sz_sqlite_owner_stmt(c, &c->offline[i], osql[i], q);
 }
 
 /* Steps <s> to its end; 0 or -errno. */

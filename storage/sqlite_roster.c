@@ -87,11 +87,9 @@ static const char *const rsql[R_COUNT] = {
  * statements that take one) bound. */
 static sqlite3_stmt *rstmt(struct sz_sqlite_conn *c, enum rstmt i, const sz_store_req_t *q)
 {
-    sqlite3_stmt *s = sz_sqlite_stmt(c, &c->roster[i], rsql[i]);
+    sqlite3_stmt *s = sz_sqlite_owner_stmt(c, &c->roster[i], rsql[i], q);
     if (!s || !q)
         return s;
-    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
     if (sqlite3_bind_parameter_count(s) >= 3 && q->u.roster.contact.p)
         sqlite3_bind_text(s, 3, q->u.roster.contact.p, (int)q->u.roster.contact.len,
                           SQLITE_STATIC);

@@ -41,11 +41,9 @@ static const char *const xsql[X_COUNT] = {
 /* Statement <i>, reset, with <q>'s owner and family bound. */
 static sqlite3_stmt *xstmt(struct sz_sqlite_conn *c, enum xstmt i, const sz_store_req_t *q)
 {
-    sqlite3_stmt *s = sz_sqlite_stmt(c, &c->xml[i], xsql[i]);
+    sqlite3_stmt *s = sz_sqlite_owner_stmt(c, &c->xml[i], xsql[i], q);
     if (!s || !q)
         return s;
-    sqlite3_bind_text(s, 1, q->domain.p, (int)q->domain.len, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, q->local.p, (int)q->local.len, SQLITE_STATIC);
     if (sqlite3_bind_parameter_count(s) >= 3)
         sqlite3_bind_int(s, 3, (int)q->u.xml.kind);
     return s;
